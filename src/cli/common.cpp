@@ -1,0 +1,50 @@
+// Shared CLI option handling.
+#include "cli/common.h"
+
+#include <charconv>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "model/loader.h"
+
+namespace remora {
+
+void ModelOptions::add_to(CLI::App& command) {
+  command.add_option("--model", dir, "Hugging Face model folder (config.json + safetensors)")
+      ->required();
+  command.add_option("--dtype", dtype, "weight dtype in memory: bfloat16 or float32")
+      ->capture_default_str();
+  command.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
+}
+
+std::shared_ptr<CausalLM> ModelOptions::load() const {
+  return load_causal_lm(dir, parse_compute_dtype(dtype), parse_device(device));
+}
+
+std::vector<std::vector<int64_t>> parse_id_rows(const std::string& text, const std::string& flag,
+                                                int64_t vocab_size) {
+  std::vector<std::vector<int64_t>> rows(1);
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t stop = text.find_first_of(",;", start);
+    if (stop == std::string::npos) stop = text.size();
+    std::string item = text.substr(start, stop - start);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    int64_t id = -1;
+    const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), id);
+    if (item.empty() || error != std::errc() || end != item.data() + item.size() || id < 0) {
+      fail(flag, ": '", item, "' in row ", rows.size() - 1, " is not a token id");
+    }
+    if (id >= vocab_size) {
+      fail(flag, ": token id ", id, " in row ", rows.size() - 1, " is outside the vocabulary (size ",
+           vocab_size, ")");
+    }
+    rows.back().push_back(id);
+    if (stop < text.size() && text[stop] == ';') rows.emplace_back();
+    start = stop + 1;
+  }
+  return rows;
+}
+
+}  // namespace remora

@@ -1,0 +1,35 @@
+// Options and helpers shared by the CLI verbs (model loading flags, id lists, output folders).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace remora {
+
+class CausalLM;
+
+// --model, --dtype, --device: every verb that loads a model takes these, with the same meaning.
+struct ModelOptions {
+  std::string dir;
+  std::string dtype = "bfloat16";
+  std::string device = "cpu";
+
+  void add_to(CLI::App& command);
+  std::shared_ptr<CausalLM> load() const;
+};
+
+// "1,2,3;4,5" -> {{1,2,3},{4,5}}; throws Error naming the flag and the bad item. Each id must be
+// below vocab_size.
+std::vector<std::vector<int64_t>> parse_id_rows(const std::string& text, const std::string& flag,
+                                                int64_t vocab_size);
+
+// Registration of each verb; one file each.
+void add_init_model_command(CLI::App& app);
+void add_forward_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
+void add_inspect_command(CLI::App& app);
+
+}  // namespace remora

@@ -1,0 +1,96 @@
+// `remora init-model`: a randomly initialised checkpoint in HF layout, for tests, demos and benchmarks.
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "cli/common.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "model/loader.h"
+#include "model/presets.h"
+
+namespace remora {
+namespace {
+namespace fs = std::filesystem;
+
+struct InitModelOptions {
+  std::string arch = "llama";
+  std::string preset = "toy";
+  std::string out;
+  std::vector<std::string> overrides;
+  std::string dtype = "bfloat16";
+  uint64_t seed = 0;
+  bool overwrite = false;
+};
+
+// "key=value": value is JSON when it parses as JSON (numbers, booleans, null, objects), else a string.
+void apply_override(nlohmann::json& config, const std::string& assignment) {
+  const size_t equals = assignment.find('=');
+  if (equals == std::string::npos || equals == 0) {
+    fail("--set: expected key=value, got '", assignment, "'");
+  }
+  const std::string key = assignment.substr(0, equals);
+  const std::string text = assignment.substr(equals + 1);
+  nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  config[key] = value.is_discarded() ? nlohmann::json(text) : value;
+}
+
+void run_init_model(const InitModelOptions& options) {
+  nlohmann::json json = preset_config(options.arch, options.preset);
+  for (const auto& assignment : options.overrides) apply_override(json, assignment);
+  const ModelConfig config = ModelConfig::from_json(json, "init-model config (preset + --set)");
+  const c10::ScalarType dtype = parse_compute_dtype(options.dtype);
+  const double std = json.value("initializer_range", 0.02);
+
+  const fs::path out(options.out);
+  if (fs::exists(out) && !options.overwrite) {
+    fail(options.out, ": already exists (pass --overwrite to replace it)");
+  }
+  // Build the whole folder under a temporary name, then move it into place.
+  const fs::path temp = out.string() + ".tmp-" + std::to_string(::getpid());
+  fs::remove_all(temp);
+  fs::create_directories(temp);
+  try {
+    CausalLM model(config, at::TensorOptions().dtype(dtype));
+    initialize_randomly(model, options.seed, std);
+    save_hf_checkpoint(model, temp.string());
+    if (fs::exists(out)) fs::remove_all(out);
+    fs::rename(temp, out);
+  } catch (...) {
+    fs::remove_all(temp);
+    throw;
+  }
+  int64_t parameters = 0;
+  for (const auto& p : CausalLM(config, at::TensorOptions().dtype(dtype)).parameters()) {
+    parameters += p.numel();
+  }
+  std::cout << "wrote " << options.out << ": " << config.model_type << ", " << parameters
+            << " parameters, " << options.dtype << "\n";
+}
+
+}  // namespace
+
+void add_init_model_command(CLI::App& app) {
+  auto options = std::make_shared<InitModelOptions>();
+  std::string presets;
+  for (const auto& [name, description] : preset_descriptions()) {
+    presets += "\n  " + name + ": " + description;
+  }
+  CLI::App* command = app.add_subcommand(
+      "init-model", "Write a randomly initialised HF checkpoint (config.json, model.safetensors, "
+                    "generation_config.json)");
+  command->add_option("--arch", options->arch, "llama, qwen2 or qwen3")->capture_default_str();
+  command->add_option("--preset", options->preset, "model size:" + presets)->capture_default_str();
+  command->add_option("--out", options->out, "output folder")->required();
+  command->add_option("--set", options->overrides,
+                      "override a config.json field, e.g. --set hidden_size=384 (repeatable; values "
+                      "are JSON, else strings)");
+  command->add_option("--dtype", options->dtype, "stored dtype: bfloat16 or float32")
+      ->capture_default_str();
+  command->add_option("--seed", options->seed, "initialisation seed")->capture_default_str();
+  command->add_flag("--overwrite", options->overwrite, "replace an existing output folder");
+  command->callback([options] { run_init_model(*options); });
+}
+
+}  // namespace remora

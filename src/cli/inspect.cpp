@@ -1,0 +1,95 @@
+// `remora inspect`: what a model folder holds (architecture, shapes, parameter count, dtype, tensors).
+#include <ATen/ATen.h>
+
+#include <iomanip>
+#include <iostream>
+#include <map>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "model/decoder.h"
+
+namespace remora {
+namespace {
+
+struct InspectOptions {
+  std::string dir;
+  bool tensors = true;
+};
+
+std::string rope_description(const ModelConfig& c) {
+  std::ostringstream out;
+  out << "theta " << c.rope_theta;
+  if (c.rope_scaling.type == RopeScalingType::kLinear) out << ", linear x" << c.rope_scaling.factor;
+  if (c.rope_scaling.type == RopeScalingType::kLlama3) {
+    out << ", llama3 x" << c.rope_scaling.factor << " (original "
+        << c.rope_scaling.original_max_position_embeddings << ")";
+  }
+  return out.str();
+}
+
+void run_inspect(const InspectOptions& options) {
+  const ModelConfig config = ModelConfig::load(options.dir);
+  const CheckpointTensors checkpoint(options.dir);
+
+  // Check the checkpoint against the shapes this config implies, without reading any tensor data
+  // (the model's parameters are allocated but never touched, so they cost no resident memory).
+  CausalLM expected(config, at::TensorOptions().dtype(at::kFloat));
+  for (const auto& item : expected.named_parameters()) {
+    const auto located = checkpoint.find(item.key());
+    if (!located.entry) fail(options.dir, ": checkpoint has no tensor '", item.key(), "'");
+    if (item.value().sizes() != c10::IntArrayRef(located.entry->shape)) {
+      fail(located.file->path(), ": tensor '", item.key(), "' has shape ",
+           c10::IntArrayRef(located.entry->shape), ", config.json implies ", item.value().sizes());
+    }
+  }
+
+  int64_t parameters = 0;
+  std::map<std::string, int64_t> dtype_counts;
+  for (const auto& name : checkpoint.names()) {
+    const auto* entry = checkpoint.find(name).entry;
+    int64_t numel = 1;
+    for (int64_t d : entry->shape) numel *= d;
+    parameters += numel;
+    dtype_counts[entry->dtype_name] += numel;
+  }
+  std::ostream& out = std::cout;
+  out << "model         " << options.dir << "\n"
+      << "architecture  " << config.model_type << " ("
+      << config.raw.value("architectures", nlohmann::json::array()).dump() << ")\n"
+      << "parameters    " << parameters << " (" << std::fixed << std::setprecision(1)
+      << parameters / 1e6 << "M)\n"
+      << "dtype         ";
+  for (const auto& [dtype, count] : dtype_counts) out << dtype << " x " << count << "  ";
+  out << "\n"
+      << "layers        " << config.num_layers << "\n"
+      << "hidden        " << config.hidden_size << ", intermediate " << config.intermediate_size
+      << "\n"
+      << "heads         " << config.num_heads << " query, " << config.num_kv_heads
+      << " key/value, head_dim " << config.head_dim << "\n"
+      << "vocab         " << config.vocab_size << (config.tie_word_embeddings ? ", tied LM head" : "")
+      << "\n"
+      << "rope          " << rope_description(config) << "\n"
+      << "files         " << checkpoint.files().size() << " safetensors\n";
+  if (!options.tensors) return;
+  out << "tensors:\n";
+  for (const auto& name : checkpoint.names()) {
+    const auto* entry = checkpoint.find(name).entry;
+    out << "  " << std::left << std::setw(56) << name << " " << std::setw(5) << entry->dtype_name
+        << " " << c10::IntArrayRef(entry->shape) << "\n";
+  }
+}
+
+}  // namespace
+
+void add_inspect_command(CLI::App& app) {
+  auto options = std::make_shared<InspectOptions>();
+  CLI::App* command =
+      app.add_subcommand("inspect", "Show a model folder's architecture, parameter count and tensors");
+  command->add_option("dir", options->dir, "Hugging Face model folder")->required();
+  command->add_flag("--tensors,!--no-tensors", options->tensors, "list every tensor (default on)");
+  command->callback([options] { run_inspect(*options); });
+}
+
+}  // namespace remora

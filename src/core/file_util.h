@@ -1,0 +1,21 @@
+// Small file helpers: whole-file reads, and atomic writes (temp file, fsync, rename) for user outputs.
+#pragma once
+
+#include <cstdio>
+#include <functional>
+#include <string>
+
+namespace remora {
+
+// Reads a whole file; throws Error naming the path if it cannot.
+std::string read_text_file(const std::string& path);
+
+// Writes a file so that readers see either the old content or the complete new content, never a
+// partial file: `write` fills a temporary sibling "<path>.tmp.<pid>", which is fsync'd and renamed
+// over `path`. On any exception the temporary is removed and the exception propagates.
+void write_file_atomically(const std::string& path, const std::function<void(std::FILE*)>& write);
+
+// Convenience for text content.
+void write_text_file_atomically(const std::string& path, const std::string& content);
+
+}  // namespace remora

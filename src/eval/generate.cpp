@@ -1,0 +1,73 @@
+// The generation loop.
+#include "eval/generate.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace remora {
+
+std::vector<std::vector<int64_t>> generate(CausalLM& model,
+                                           const std::vector<std::vector<int64_t>>& prompts,
+                                           const GenerationOptions& options,
+                                           const TokenCallback& on_token) {
+  options.sampling.validate();
+  REMORA_CHECK(!prompts.empty(), "generate: no prompts");
+  REMORA_CHECK(options.max_new_tokens >= 0, "--max-new-tokens must be >= 0");
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  int64_t longest = 0;
+  for (size_t row = 0; row < prompts.size(); ++row) {
+    REMORA_CHECK(!prompts[row].empty(), "generate: prompt ", row, " is empty");
+    longest = std::max<int64_t>(longest, prompts[row].size());
+  }
+
+  at::NoGradGuard no_grad;
+  const auto device = model.options().device();
+  // Left padding puts every row's last prompt token in the last column.
+  at::Tensor ids = at::zeros({B, longest}, at::kLong);
+  at::Tensor mask = at::zeros({B, longest}, at::kLong);
+  for (int64_t row = 0; row < B; ++row) {
+    const auto& prompt = prompts[row];
+    const int64_t pad = longest - static_cast<int64_t>(prompt.size());
+    for (size_t t = 0; t < prompt.size(); ++t) {
+      ids[row][pad + t] = prompt[t];
+      mask[row][pad + t] = 1;
+    }
+  }
+  ids = ids.to(device);
+  mask = mask.to(device);
+
+  std::vector<std::vector<int64_t>> outputs(B);
+  std::vector<bool> finished(B, false);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(options.sampling.seed);
+  KVCache cache(model.config().num_layers, longest + options.max_new_tokens);
+  at::Tensor step_ids = ids, step_mask = mask;
+  for (int64_t step = 0; step < options.max_new_tokens; ++step) {
+    at::Tensor hidden = options.use_cache ? model.hidden_states(step_ids, step_mask, &cache)
+                                          : model.hidden_states(ids, mask);
+    at::Tensor last = model.logits(hidden.select(1, hidden.size(1) - 1));  // [B, V]
+    at::Tensor next = choose_next_tokens(last, options.sampling, generator);
+    const auto chosen = next.accessor<int64_t, 1>();
+    for (int64_t row = 0; row < B; ++row) {
+      if (finished[row]) continue;
+      outputs[row].push_back(chosen[row]);
+      if (on_token) on_token(row, chosen[row]);
+      const auto& eos = options.eos_token_ids;
+      if (std::find(eos.begin(), eos.end(), chosen[row]) != eos.end()) finished[row] = true;
+    }
+    if (std::all_of(finished.begin(), finished.end(), [](bool f) { return f; })) break;
+    // A finished row keeps decoding its own (discarded) tokens: rows never see each other.
+    step_ids = next.to(device).unsqueeze(1);
+    step_mask = at::ones({B, 1}, mask.options());
+    if (!options.use_cache) {
+      ids = at::cat({ids, step_ids}, 1);
+      mask = at::cat({mask, step_mask}, 1);
+    }
+  }
+  return outputs;
+}
+
+}  // namespace remora

@@ -1,0 +1,29 @@
+// Batched autoregressive generation with left padding and a KV cache.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "eval/sampling.h"
+#include "model/decoder.h"
+
+namespace remora {
+
+struct GenerationOptions {
+  int64_t max_new_tokens = 32;
+  SamplingOptions sampling;
+  std::vector<int64_t> eos_token_ids;  // a row stops after producing one of these (kept in output)
+  bool use_cache = true;               // false recomputes the whole sequence each step (for checks)
+};
+
+// Called with (row, token) as each token is chosen, for streaming.
+using TokenCallback = std::function<void(int64_t, int64_t)>;
+
+// Generates a continuation for every prompt (each non-empty) in one batch; returns the new tokens of
+// each row. Rows are left-padded, so each row's result equals generating it alone (greedy).
+std::vector<std::vector<int64_t>> generate(CausalLM& model,
+                                           const std::vector<std::vector<int64_t>>& prompts,
+                                           const GenerationOptions& options,
+                                           const TokenCallback& on_token = {});
+
+}  // namespace remora

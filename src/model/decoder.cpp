@@ -1,0 +1,201 @@
+// Forward pass of the Llama-family decoder, written to match transformers' modelling code.
+#include "model/decoder.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+#include "model/rope.h"
+
+namespace remora {
+
+RMSNorm::RMSNorm(int64_t size, double eps, const at::TensorOptions& options) : eps(eps) {
+  weight = register_parameter("weight", at::empty({size}, options), false);
+}
+
+at::Tensor RMSNorm::forward(const at::Tensor& x) {
+  at::Tensor x32 = x.to(at::kFloat);
+  at::Tensor normed = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+Attention::Attention(const ModelConfig& config, int64_t layer, const at::TensorOptions& options)
+    : layer_(layer),
+      heads_(config.num_heads),
+      kv_heads_(config.num_kv_heads),
+      head_dim_(config.head_dim),
+      window_(config.sliding_window[layer]) {
+  const int64_t d = config.hidden_size;
+  q_proj = register_module("q_proj", std::make_shared<Linear>(d, heads_ * head_dim_, config.qkv_bias, options));
+  k_proj = register_module("k_proj", std::make_shared<Linear>(d, kv_heads_ * head_dim_, config.qkv_bias, options));
+  v_proj = register_module("v_proj", std::make_shared<Linear>(d, kv_heads_ * head_dim_, config.qkv_bias, options));
+  o_proj = register_module("o_proj", std::make_shared<Linear>(heads_ * head_dim_, d, config.o_bias, options));
+  if (config.qk_norm) {
+    q_norm = register_module("q_norm", std::make_shared<RMSNorm>(head_dim_, config.rms_norm_eps, options));
+    k_norm = register_module("k_norm", std::make_shared<RMSNorm>(head_dim_, config.rms_norm_eps, options));
+  }
+}
+
+at::Tensor Attention::forward(const at::Tensor& x, AttentionContext& context) {
+  const int64_t B = x.size(0), T = x.size(1), G = heads_ / kv_heads_;
+  at::Tensor q = q_proj->forward(x).view({B, T, heads_, head_dim_});
+  at::Tensor k = k_proj->forward(x).view({B, T, kv_heads_, head_dim_});
+  at::Tensor v = v_proj->forward(x).view({B, T, kv_heads_, head_dim_});
+  if (q_norm) {  // Qwen3 normalises each head before RoPE
+    q = q_norm->forward(q);
+    k = k_norm->forward(k);
+  }
+  q = apply_rope(q.transpose(1, 2), context.cos, context.sin);  // [B, H, T, Dh]
+  k = apply_rope(k.transpose(1, 2), context.cos, context.sin);  // [B, Hkv, T, Dh]
+  v = v.transpose(1, 2);
+
+  if (KVCache* cache = context.cache) {
+    at::Tensor& keys = cache->keys[layer_];
+    at::Tensor& values = cache->values[layer_];
+    if (!keys.defined()) {
+      keys = at::empty({B, kv_heads_, cache->capacity, head_dim_}, k.options());
+      values = at::empty({B, kv_heads_, cache->capacity, head_dim_}, v.options());
+    }
+    keys.narrow(2, context.past, T).copy_(k);
+    values.narrow(2, context.past, T).copy_(v);
+    k = keys.narrow(2, 0, context.past + T);
+    v = values.narrow(2, 0, context.past + T);
+  }
+  const int64_t S = k.size(2);
+
+  // Grouped-query attention without copying KV heads: the G query heads that share a KV head are
+  // stacked along the rows, so one batched matmul per KV head serves them all.
+  at::Tensor grouped_q = q.reshape({B, kv_heads_, G * T, head_dim_});
+  at::Tensor scores = at::matmul(grouped_q, k.transpose(-1, -2)).to(at::kFloat)
+                          .mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)))
+                          .view({B, kv_heads_, G, T, S});
+  // The lowest finite value rather than -inf: a padding query that sees no key gets a uniform
+  // (ignored) distribution instead of NaN.
+  scores = scores.masked_fill(context.allowed.at(window_).logical_not(),
+                              std::numeric_limits<float>::lowest());
+  at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type()).view({B, kv_heads_, G * T, S});
+  at::Tensor out = at::matmul(probs, v)  // [B, Hkv, G*T, Dh]
+                       .view({B, heads_, T, head_dim_})
+                       .transpose(1, 2)
+                       .reshape({B, T, heads_ * head_dim_});
+  return o_proj->forward(out);
+}
+
+MLP::MLP(const ModelConfig& config, const at::TensorOptions& options) {
+  const int64_t d = config.hidden_size, f = config.intermediate_size;
+  gate_proj = register_module("gate_proj", std::make_shared<Linear>(d, f, config.mlp_bias, options));
+  up_proj = register_module("up_proj", std::make_shared<Linear>(d, f, config.mlp_bias, options));
+  down_proj = register_module("down_proj", std::make_shared<Linear>(f, d, config.mlp_bias, options));
+}
+
+at::Tensor MLP::forward(const at::Tensor& x) {
+  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+DecoderLayer::DecoderLayer(const ModelConfig& config, int64_t layer, const at::TensorOptions& options) {
+  self_attn = register_module("self_attn", std::make_shared<Attention>(config, layer, options));
+  mlp = register_module("mlp", std::make_shared<MLP>(config, options));
+  input_layernorm = register_module(
+      "input_layernorm", std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps, options));
+  post_attention_layernorm = register_module(
+      "post_attention_layernorm",
+      std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps, options));
+}
+
+at::Tensor DecoderLayer::forward(const at::Tensor& x, AttentionContext& context) {
+  at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), context);
+  return h + mlp->forward(post_attention_layernorm->forward(h));
+}
+
+Embedding::Embedding(int64_t vocab, int64_t hidden, const at::TensorOptions& options) {
+  weight = register_parameter("weight", at::empty({vocab, hidden}, options), false);
+}
+
+DecoderBody::DecoderBody(const ModelConfig& config, const at::TensorOptions& options) {
+  embed_tokens = register_module(
+      "embed_tokens", std::make_shared<Embedding>(config.vocab_size, config.hidden_size, options));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    layers->push_back(std::make_shared<DecoderLayer>(config, i, options));
+  }
+  norm = register_module("norm",
+                         std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps, options));
+}
+
+CausalLM::CausalLM(ModelConfig config, const at::TensorOptions& options) : config_(std::move(config)) {
+  model = register_module("model", std::make_shared<DecoderBody>(config_, options));
+  if (!config_.tie_word_embeddings) {
+    lm_head = register_module(
+        "lm_head", std::make_shared<Linear>(config_.hidden_size, config_.vocab_size, false, options));
+  }
+  inverse_frequencies_ = rope_inverse_frequencies(config_).to(options.device());
+}
+
+namespace {
+
+// [B, 1, 1, T, S]: key s is visible to query t (absolute index past + t) if it is a real token,
+// not in the future, and (with a window) fewer than `window` positions back.
+at::Tensor visibility(const at::Tensor& key_valid, int64_t past, int64_t T, int64_t window) {
+  const int64_t S = key_valid.size(1);
+  auto index_options = at::TensorOptions().dtype(at::kLong).device(key_valid.device());
+  at::Tensor query_index = at::arange(past, past + T, index_options).view({T, 1});
+  at::Tensor key_index = at::arange(S, index_options).view({1, S});
+  at::Tensor visible = key_index <= query_index;
+  if (window > 0) visible = visible.logical_and(query_index - key_index < window);
+  return visible.unsqueeze(0).logical_and(key_valid.unsqueeze(1)).view({-1, 1, 1, T, S});
+}
+
+}  // namespace
+
+at::Tensor CausalLM::hidden_states(const at::Tensor& ids, const at::Tensor& attention_mask,
+                                   KVCache* cache) {
+  REMORA_CHECK(ids.dim() == 2, "input ids must be [batch, tokens], got ", ids.sizes());
+  const int64_t B = ids.size(0), T = ids.size(1);
+  const auto device = model->embed_tokens->weight.device();
+  at::Tensor mask = attention_mask.defined()
+                        ? attention_mask.to(device, at::kBool)
+                        : at::ones({B, T}, at::TensorOptions().dtype(at::kBool).device(device));
+  REMORA_CHECK(mask.sizes() == ids.sizes(), "attention mask ", mask.sizes(), " does not match ids ",
+               ids.sizes());
+
+  AttentionContext context;
+  at::Tensor key_valid = mask;
+  if (cache) {
+    if (!cache->valid.defined()) {
+      cache->valid = at::zeros({B, cache->capacity}, mask.options());
+    }
+    REMORA_CHECK(cache->valid.size(0) == B, "KV cache holds ", cache->valid.size(0),
+                 " rows, the input ", B);
+    REMORA_CHECK(cache->length + T <= cache->capacity, "KV cache capacity ", cache->capacity,
+                 " exceeded (", cache->length, " cached + ", T, " new positions)");
+    context.cache = cache;
+    context.past = cache->length;
+    cache->valid.narrow(1, context.past, T).copy_(mask);
+    key_valid = cache->valid.narrow(1, 0, context.past + T);
+  }
+  // Positions count real tokens only, so left padding shifts nothing (as HF generate does).
+  at::Tensor positions =
+      (key_valid.to(at::kLong).cumsum(1) - 1).narrow(1, context.past, T).clamp_min(0);
+  std::tie(context.cos, context.sin) = rope_tables(inverse_frequencies_, positions);
+  for (int64_t window : config_.sliding_window) {
+    if (!context.allowed.count(window)) {
+      context.allowed[window] = visibility(key_valid, context.past, T, window);
+    }
+  }
+
+  at::Tensor h = at::embedding(model->embed_tokens->weight, ids.to(device));
+  for (const auto& layer : *model->layers) {
+    h = layer->as<DecoderLayer>()->forward(h, context);
+  }
+  if (cache) cache->length += T;
+  return model->norm->forward(h);
+}
+
+at::Tensor CausalLM::logits(const at::Tensor& hidden) {
+  const at::Tensor& head = lm_head ? lm_head->weight : model->embed_tokens->weight;
+  return at::linear(hidden.to(head.scalar_type()), head).to(at::kFloat);
+}
+
+}  // namespace remora

@@ -1,0 +1,110 @@
+// The Llama-family decoder (Llama 2/3, Mistral, Qwen2, Qwen3) as LibTorch modules with HF tensor names.
+//
+// Shapes: B batch, T new tokens, S attended positions (cached + new), D hidden, H / Hkv query / KV
+// heads, G = H / Hkv, Dh head dim, F intermediate, V vocab.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+
+#include <map>
+#include <memory>
+
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/linear.h"
+
+namespace remora {
+
+// What every layer of one forward shares: rotary tables and which positions each query may see.
+struct AttentionContext {
+  at::Tensor cos, sin;  // [B, T, Dh] fp32
+  // Per sliding window (0 = none): [B, 1, 1, T, S] bool, true where a query may attend a key.
+  std::map<int64_t, at::Tensor> allowed;
+  KVCache* cache = nullptr;
+  int64_t past = 0;  // positions already in the cache
+};
+
+// x * rsqrt(mean(x^2) + eps) in fp32, cast back to x's dtype, then times weight (HF's order).
+class RMSNorm : public torch::nn::Module {
+ public:
+  RMSNorm(int64_t size, double eps, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight;  // [size]
+  double eps;
+};
+
+class Attention : public torch::nn::Module {
+ public:
+  Attention(const ModelConfig& config, int64_t layer, const at::TensorOptions& options);
+  // x [B, T, D] -> [B, T, D]
+  at::Tensor forward(const at::Tensor& x, AttentionContext& context);
+
+  std::shared_ptr<Projection> q_proj, k_proj, v_proj, o_proj;
+  std::shared_ptr<RMSNorm> q_norm, k_norm;  // Qwen3 only
+ private:
+  int64_t layer_, heads_, kv_heads_, head_dim_, window_;
+};
+
+// SwiGLU: down(silu(gate(x)) * up(x)).
+class MLP : public torch::nn::Module {
+ public:
+  MLP(const ModelConfig& config, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x);
+  std::shared_ptr<Projection> gate_proj, up_proj, down_proj;
+};
+
+class DecoderLayer : public torch::nn::Module {
+ public:
+  DecoderLayer(const ModelConfig& config, int64_t layer, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x, AttentionContext& context);
+  std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
+  std::shared_ptr<Attention> self_attn;
+  std::shared_ptr<MLP> mlp;
+};
+
+class Embedding : public torch::nn::Module {
+ public:
+  Embedding(int64_t vocab, int64_t hidden, const at::TensorOptions& options);
+  at::Tensor weight;  // [V, D]
+};
+
+// "model.*" in HF names.
+class DecoderBody : public torch::nn::Module {
+ public:
+  DecoderBody(const ModelConfig& config, const at::TensorOptions& options);
+  std::shared_ptr<Embedding> embed_tokens;
+  torch::nn::ModuleList layers;
+  std::shared_ptr<RMSNorm> norm;
+};
+
+// A causal language model. Parameters are allocated uninitialised in `options`' dtype and device and
+// never require gradients; fill them with load_weights or initialize_randomly (model/loader.h).
+class CausalLM : public torch::nn::Module {
+ public:
+  CausalLM(ModelConfig config, const at::TensorOptions& options);
+
+  // ids [B, T] int64; attention_mask [B, T] (1 = token, 0 = padding, left or right) or undefined for
+  // no padding. With a cache, ids are the new positions after the cached ones, and the cache is
+  // extended. Returns the final-norm hidden states [B, T, D] in the weight dtype.
+  at::Tensor hidden_states(const at::Tensor& ids, const at::Tensor& attention_mask,
+                           KVCache* cache = nullptr);
+  // hidden [.., D] -> logits [.., V] in fp32 (the LM head runs in the weight dtype).
+  at::Tensor logits(const at::Tensor& hidden);
+  at::Tensor forward(const at::Tensor& ids, const at::Tensor& attention_mask,
+                     KVCache* cache = nullptr) {
+    return logits(hidden_states(ids, attention_mask, cache));
+  }
+
+  const ModelConfig& config() const { return config_; }
+  at::TensorOptions options() const { return model->embed_tokens->weight.options(); }
+
+  std::shared_ptr<DecoderBody> model;
+  std::shared_ptr<Linear> lm_head;  // nullptr when tie_word_embeddings
+
+ private:
+  ModelConfig config_;
+  at::Tensor inverse_frequencies_;  // [Dh/2] fp32
+};
+
+}  // namespace remora

@@ -1,0 +1,22 @@
+// The frozen base Linear.
+#include "model/linear.h"
+
+#include <ATen/ATen.h>
+
+namespace remora {
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool bias, const at::TensorOptions& options) {
+  weight = register_parameter("weight", at::empty({out_features, in_features}, options), false);
+  if (bias) this->bias = register_parameter("bias", at::empty({out_features}, options), false);
+}
+
+at::Tensor Linear::forward(const at::Tensor& x) {
+  return at::linear(x.to(weight.scalar_type()), weight, bias);
+}
+
+void Linear::pretty_print(std::ostream& stream) const {
+  stream << "Linear(in=" << in_features() << ", out=" << out_features()
+         << ", bias=" << bias.defined() << ")";
+}
+
+}  // namespace remora

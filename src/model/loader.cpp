@@ -1,0 +1,86 @@
+// Weight loading, random initialisation and HF-layout saving of a CausalLM.
+#include "model/loader.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <filesystem>
+#include <set>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/file_util.h"
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
+
+namespace remora {
+namespace {
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Tensors some checkpoints carry that the model recomputes or shares.
+bool ignorable_extra(const std::string& name, const ModelConfig& config) {
+  return ends_with(name, ".rotary_emb.inv_freq") ||
+         (config.tie_word_embeddings && name == "lm_head.weight");
+}
+
+}  // namespace
+
+std::shared_ptr<CausalLM> load_causal_lm(const std::string& model_dir, c10::ScalarType dtype,
+                                         c10::Device device) {
+  ModelConfig config = ModelConfig::load(model_dir);
+  CheckpointTensors checkpoint(model_dir);
+  auto model = std::make_shared<CausalLM>(config, at::TensorOptions().dtype(dtype).device(device));
+  std::set<std::string> used;
+  for (auto& item : model->named_parameters()) {
+    const auto located = checkpoint.find(item.key());
+    if (!located.entry) {
+      fail(model_dir, ": checkpoint has no tensor '", item.key(), "' (shape ", item.value().sizes(),
+           ") that a ", config.model_type, " model with this config.json needs");
+    }
+    located.file->copy_into(*located.entry, item.value());
+    used.insert(item.key());
+  }
+  for (const auto& name : checkpoint.names()) {
+    if (!used.count(name) && !ignorable_extra(name, config)) {
+      fail(model_dir, ": checkpoint tensor '", name, "' is not part of a ", config.model_type,
+           " model with this config.json");
+    }
+  }
+  return model;
+}
+
+void initialize_randomly(CausalLM& model, uint64_t seed, double std) {
+  at::NoGradGuard no_grad;
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (auto& item : model.named_parameters()) {
+    at::Tensor values = at::empty(item.value().sizes(), at::kFloat);
+    values.normal_(0.0, std, generator);
+    if (ends_with(item.key(), "norm.weight")) values.add_(1.0);
+    item.value().copy_(values);
+  }
+}
+
+void save_hf_checkpoint(CausalLM& model, const std::string& dir) {
+  namespace fs = std::filesystem;
+  const ModelConfig& config = model.config();
+  nlohmann::json json = config.raw;
+  json["torch_dtype"] = torch_dtype_name(model.options().dtype().toScalarType());
+  write_text_file_atomically((fs::path(dir) / "config.json").string(), json.dump(2) + "\n");
+
+  nlohmann::json generation = {{"_from_model_config", true}};
+  if (config.bos_token_id) generation["bos_token_id"] = *config.bos_token_id;
+  if (config.eos_token_ids.size() == 1) generation["eos_token_id"] = config.eos_token_ids[0];
+  if (config.eos_token_ids.size() > 1) generation["eos_token_id"] = config.eos_token_ids;
+  if (config.pad_token_id) generation["pad_token_id"] = *config.pad_token_id;
+  write_text_file_atomically((fs::path(dir) / "generation_config.json").string(),
+                             generation.dump(2) + "\n");
+
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (auto& item : model.named_parameters()) tensors.emplace_back(item.key(), item.value());
+  write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors);
+}
+
+}  // namespace remora
