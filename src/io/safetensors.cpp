@@ -202,22 +202,35 @@ void SafetensorsFile::copy_into(const SafetensorsEntry& entry, at::Tensor& desti
     fail(path_, ": tensor '", entry.name, "' has shape ", c10::IntArrayRef(entry.shape),
          " but ", destination.sizes(), " was expected");
   }
-  const uint8_t* bytes = data_ + entry.begin;
   const size_t item = c10::elementSize(entry.dtype);
-  at::Tensor source;
-  if (reinterpret_cast<uintptr_t>(bytes) % item == 0) {
-    // The mapping is read-only; from_blob needs a mutable pointer but nothing writes through it.
-    source = at::from_blob(const_cast<uint8_t*>(bytes), entry.shape,
-                           at::TensorOptions().dtype(entry.dtype));
-  } else {
-    source = at::empty(entry.shape, at::TensorOptions().dtype(entry.dtype));
-    std::memcpy(source.data_ptr(), bytes, entry.end - entry.begin);
+  const int64_t numel = static_cast<int64_t>((entry.end - entry.begin) / item);
+  // Copy in slices, dropping each slice's mapped pages as soon as it is copied, so that the peak
+  // is the model plus one slice rather than the model plus its largest tensor (an embedding matrix
+  // can be a tenth of a small model).
+  constexpr int64_t kSliceBytes = 8 << 20;
+  const int64_t slice = destination.is_contiguous() ? std::max<int64_t>(1, kSliceBytes / item) : numel;
+  at::Tensor flat = destination.is_contiguous() ? destination.view({-1}) : destination;
+  at::NoGradGuard no_grad;
+  for (int64_t start = 0; start < numel; start += slice) {
+    const int64_t count = std::min(slice, numel - start);
+    const uint8_t* bytes = data_ + entry.begin + start * item;
+    const std::vector<int64_t> shape =
+        count == numel ? entry.shape : std::vector<int64_t>{count};
+    at::Tensor source;
+    if (reinterpret_cast<uintptr_t>(bytes) % item == 0) {
+      // The mapping is read-only; from_blob needs a mutable pointer but nothing writes through it.
+      source = at::from_blob(const_cast<uint8_t*>(bytes), shape, at::TensorOptions().dtype(entry.dtype));
+    } else {
+      source = at::empty(shape, at::TensorOptions().dtype(entry.dtype));
+      std::memcpy(source.data_ptr(), bytes, count * item);
+    }
+    if (count == numel) {
+      destination.copy_(source);
+    } else {
+      flat.narrow(0, start, count).copy_(source);
+    }
+    release_pages(entry.begin + start * item, entry.begin + (start + count) * item);
   }
-  {
-    at::NoGradGuard no_grad;
-    destination.copy_(source);
-  }
-  release_pages(entry);
 }
 
 at::Tensor SafetensorsFile::load(const std::string& name) const {
@@ -228,10 +241,10 @@ at::Tensor SafetensorsFile::load(const std::string& name) const {
   return out;
 }
 
-void SafetensorsFile::release_pages(const SafetensorsEntry& entry) const {
+void SafetensorsFile::release_pages(uint64_t begin, uint64_t end) const {
   static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto start = reinterpret_cast<uintptr_t>(data_ + entry.begin) & ~(page - 1);
-  const auto stop = reinterpret_cast<uintptr_t>(data_ + entry.end);
+  const auto start = reinterpret_cast<uintptr_t>(data_ + begin) & ~(page - 1);
+  const auto stop = reinterpret_cast<uintptr_t>(data_ + end);
   if (stop > start) ::madvise(reinterpret_cast<void*>(start), stop - start, MADV_DONTNEED);
 }
 

@@ -54,7 +54,8 @@ class SafetensorsFile {
 
  private:
   void validate_and_index(const std::string& header_json, uint64_t data_bytes);
-  void release_pages(const SafetensorsEntry& entry) const;
+  // Lets the kernel drop the mapped pages of data bytes [begin, end); they are re-read on demand.
+  void release_pages(uint64_t begin, uint64_t end) const;
 
   std::string path_;
   const uint8_t* map_ = nullptr;
