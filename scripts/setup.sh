@@ -25,5 +25,5 @@ fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${REMORA_BUILD_DIR:-$root/build}"
 build_type="${REMORA_BUILD_TYPE:-Release}"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" ${REMORA_CMAKE_ARGS:-}
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" -DREMORA_BUILD_TESTS=ON ${REMORA_CMAKE_ARGS:-}
 cmake --build "$build" -j "$(nproc)"

@@ -44,15 +44,15 @@ uint64_t read_u64_le(const uint8_t* p) {
   return value;
 }
 
-// Non-negative integer that fits in int64 (JSON numbers may be negative, floats or huge).
-bool as_size(const nlohmann::json& value, uint64_t& out) {
+// A JSON non-negative integer no larger than `limit` (JSON numbers may be negative, floats or huge).
+bool as_size(const nlohmann::json& value, uint64_t& out, uint64_t limit = UINT64_MAX) {
   if (value.is_number_unsigned()) {
     out = value.get<uint64_t>();
-    return true;
+    return out <= limit;
   }
   if (value.is_number_integer() && value.get<int64_t>() >= 0) {
     out = static_cast<uint64_t>(value.get<int64_t>());
-    return true;
+    return out <= limit;
   }
   return false;
 }
@@ -148,7 +148,10 @@ void SafetensorsFile::validate_and_index(const std::string& header_json, uint64_
     uint64_t numel = 1;
     for (const auto& dim : *shape) {
       uint64_t size = 0;
-      if (!as_size(dim, size)) fail(where, ": shape entries must be non-negative integers");
+      // Dimensions become int64 sizes; offsets may use the whole uint64 range.
+      if (!as_size(dim, size, INT64_MAX)) {
+        fail(where, ": shape entries must be non-negative integers below 2^63");
+      }
       if (size != 0 && numel > UINT64_MAX / size) fail(where, ": shape overflows");
       numel *= size;
       entry.shape.push_back(static_cast<int64_t>(size));

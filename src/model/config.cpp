@@ -24,6 +24,14 @@ class Fields {
     }
     return v.get<int64_t>();
   }
+  int64_t non_negative_int(const char* key, int64_t fallback) const {
+    if (!has(key)) return fallback;
+    const auto& v = json_[key];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0) {
+      fail(source_, ": field '", key, "' must be a non-negative integer, got ", v.dump());
+    }
+    return v.get<int64_t>();
+  }
   int64_t positive_int(const char* key, int64_t fallback) const {
     return has(key) ? positive_int(key) : fallback;
   }
@@ -193,7 +201,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& json, const std::string
         else if (types[i] != "full_attention") fail(source, ": layer_types[", i, "] is ", types[i].dump(), ", expected \"full_attention\" or \"sliding_attention\"");
       }
     } else {
-      const int64_t first = f.has("max_window_layers") ? f.positive_int("max_window_layers") : 28;
+      const int64_t first = f.non_negative_int("max_window_layers", 28);
       for (int64_t i = first; i < c.num_layers; ++i) c.sliding_window[i] = window;
     }
   }
