@@ -4,10 +4,10 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libtorch-dev
+  libtorch-dev libopenblas0-openmp
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev libgmock-dev
-  python3 python3-torch python3-numpy
+  python3 python3-torch
 )
 
 missing=()

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   remora::add_inspect_command(app);
   remora::add_forward_command(app);
   remora::add_generate_command(app);
+  remora::add_bench_command(app);
 
   try {
     app.parse(argc, argv);

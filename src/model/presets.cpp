@@ -1,4 +1,4 @@
-// init-model presets, from a few-MB toy to about 100M parameters.
+// init-model presets, from a few-hundred-KB toy to about 100M parameters (counts for --arch llama).
 #include "model/presets.h"
 
 #include "core/error.h"
@@ -13,10 +13,10 @@ struct Shape {
 };
 
 constexpr Shape kShapes[] = {
-    {"toy", "~0.2M params, hidden 64, 2 layers: unit tests", 64, 176, 2, 4, 2, 512, 512},
-    {"tiny", "~4M params, hidden 256, 4 layers: the README demo", 256, 704, 4, 8, 4, 4096, 1024},
-    {"small", "~30M params, hidden 512, 8 layers", 512, 1408, 8, 8, 4, 8192, 2048},
-    {"base", "~100M params, hidden 768, 12 layers", 768, 2048, 12, 12, 4, 32000, 2048},
+    {"toy", "0.16M params, hidden 64, 2 layers: unit tests", 64, 176, 2, 4, 2, 512, 512},
+    {"tiny", "5M params, hidden 256, 4 layers: the README demo", 256, 704, 4, 8, 4, 4096, 1024},
+    {"small", "32M params, hidden 512, 8 layers", 512, 1408, 8, 8, 4, 8192, 2048},
+    {"base", "101M params, hidden 768, 12 layers", 768, 2048, 12, 12, 4, 16384, 2048},
 };
 
 }  // namespace
