@@ -5,6 +5,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "adapters/adapter_io.h"
 #include "model/loader.h"
 
 namespace remora {
@@ -12,13 +13,18 @@ namespace remora {
 void ModelOptions::add_to(CLI::App& command) {
   command.add_option("--model", dir, "Hugging Face model folder (config.json + safetensors)")
       ->required();
+  command.add_option("--adapter", adapter,
+                     "adapter folder (adapter_config.json + adapter_model.safetensors) to apply");
   command.add_option("--dtype", dtype, "weight dtype in memory: bfloat16 or float32")
       ->capture_default_str();
   command.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
 }
 
-std::shared_ptr<CausalLM> ModelOptions::load() const {
-  return load_causal_lm(dir, parse_compute_dtype(dtype), parse_device(device));
+LoadedModel ModelOptions::load() const {
+  LoadedModel loaded;
+  loaded.model = load_causal_lm(dir, parse_compute_dtype(dtype), parse_device(device));
+  if (!adapter.empty()) loaded.adapter = load_adapter(loaded.model, adapter);
+  return loaded;
 }
 
 std::vector<std::vector<int64_t>> parse_id_rows(const std::string& text, const std::string& flag,

@@ -10,15 +10,28 @@
 namespace remora {
 
 class CausalLM;
+class AdaptedModel;
 
-// --model, --dtype, --device: every verb that loads a model takes these, with the same meaning.
+// A base model and, with --adapter, the adapter attached to it (which must outlive every use of
+// the model, so both travel together). Dereferences to the model.
+struct LoadedModel {
+  std::shared_ptr<CausalLM> model;
+  std::shared_ptr<AdaptedModel> adapter;  // nullptr without --adapter
+
+  CausalLM* operator->() const { return model.get(); }
+  CausalLM& operator*() const { return *model; }
+};
+
+// --model, --adapter, --dtype, --device: every verb that loads a model takes these, with the same
+// meaning and one loading path.
 struct ModelOptions {
   std::string dir;
+  std::string adapter;
   std::string dtype = "bfloat16";
   std::string device = "cpu";
 
   void add_to(CLI::App& command);
-  std::shared_ptr<CausalLM> load() const;
+  LoadedModel load() const;
 };
 
 // "1,2,3;4,5" -> {{1,2,3},{4,5}}; throws Error naming the flag and the bad item. Each id must be
@@ -32,5 +45,6 @@ void add_forward_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_merge_command(CLI::App& app);
 
 }  // namespace remora

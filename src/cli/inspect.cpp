@@ -5,18 +5,39 @@
 #include <iostream>
 #include <map>
 
+#include "adapters/adapter_io.h"
 #include "cli/common.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "model/decoder.h"
+#include "model/loader.h"
 
 namespace remora {
 namespace {
 
 struct InspectOptions {
   std::string dir;
+  std::string adapter;
   bool tensors = true;
 };
+
+// Attaches the adapter to the (bf16) base and reports its budget: trainable parameters, and the
+// parameters one token activates, the unit the ReMix paper compares methods in.
+void describe_adapter(const std::string& model_dir, const std::string& adapter_dir) {
+  auto adapted = load_adapter(load_causal_lm(model_dir, at::kBFloat16), adapter_dir);
+  const AdapterConfig& c = adapted->config();
+  std::map<std::string, int64_t> per_method;
+  for (const auto& a : adapted->adapted()) per_method[method_name(a->spec().method)] += 1;
+  std::cout << "adapter       " << adapter_dir << "\n"
+            << "method        " << method_name(c.method) << ", r " << c.r << ", alpha " << c.lora_alpha;
+  if (is_routed(c.method)) std::cout << ", experts " << c.num_experts << ", top_k " << c.top_k;
+  std::cout << "\n"
+            << "adapted       ";
+  for (const auto& [method, count] : per_method) std::cout << count << " " << method << "  ";
+  std::cout << "(" << adapted->block_routers().size() << " block routers)\n"
+            << "trainable     " << adapted->trainable_parameter_count() << "\n"
+            << "activated     " << adapted->activated_parameter_count() << " per token\n";
+}
 
 std::string rope_description(const ModelConfig& c) {
   std::ostringstream out;
@@ -30,6 +51,10 @@ std::string rope_description(const ModelConfig& c) {
 }
 
 void run_inspect(const InspectOptions& options) {
+  if (!options.adapter.empty()) {
+    describe_adapter(options.dir, options.adapter);
+    return;
+  }
   const ModelConfig config = ModelConfig::load(options.dir);
   const CheckpointTensors checkpoint(options.dir);
 
@@ -88,6 +113,8 @@ void add_inspect_command(CLI::App& app) {
   CLI::App* command =
       app.add_subcommand("inspect", "Show a model folder's architecture, parameter count and tensors");
   command->add_option("dir", options->dir, "Hugging Face model folder")->required();
+  command->add_option("--adapter", options->adapter,
+                      "describe this adapter on the model instead: trainable and activated parameters");
   command->add_flag("--tensors,!--no-tensors", options->tensors, "list every tensor (default on)");
   command->callback([options] { run_inspect(*options); });
 }

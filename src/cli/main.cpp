@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   remora::add_forward_command(app);
   remora::add_generate_command(app);
   remora::add_bench_command(app);
+  remora::add_merge_command(app);
 
   try {
     app.parse(argc, argv);

@@ -11,6 +11,24 @@
 
 namespace remora {
 
+std::shared_ptr<Projection> ProjectionBlock::projection(const std::string& name) const {
+  const auto it = slots_.find(name);
+  return it == slots_.end() ? nullptr : *it->second;
+}
+
+void ProjectionBlock::replace_projection(const std::string& name,
+                                         std::shared_ptr<Projection> replacement) {
+  const auto it = slots_.find(name);
+  REMORA_CHECK(it != slots_.end(), "block has no projection named '", name, "'");
+  *it->second = replace_module(name, std::move(replacement));
+}
+
+std::vector<std::string> ProjectionBlock::projection_names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, slot] : slots_) names.push_back(name);
+  return names;
+}
+
 RMSNorm::RMSNorm(int64_t size, double eps, const at::TensorOptions& options) : eps(eps) {
   weight = register_parameter("weight", at::empty({size}, options), false);
 }
@@ -28,6 +46,7 @@ Attention::Attention(const ModelConfig& config, int64_t layer, const at::TensorO
       head_dim_(config.head_dim),
       window_(config.sliding_window[layer]) {
   const int64_t d = config.hidden_size;
+  slots_ = {{"q_proj", &q_proj}, {"k_proj", &k_proj}, {"v_proj", &v_proj}, {"o_proj", &o_proj}};
   q_proj = register_module("q_proj", std::make_shared<Linear>(d, heads_ * head_dim_, config.qkv_bias, options));
   k_proj = register_module("k_proj", std::make_shared<Linear>(d, kv_heads_ * head_dim_, config.qkv_bias, options));
   v_proj = register_module("v_proj", std::make_shared<Linear>(d, kv_heads_ * head_dim_, config.qkv_bias, options));
@@ -38,7 +57,8 @@ Attention::Attention(const ModelConfig& config, int64_t layer, const at::TensorO
   }
 }
 
-at::Tensor Attention::forward(const at::Tensor& x, AttentionContext& context) {
+at::Tensor Attention::forward(const at::Tensor& x, ForwardContext& context) {
+  if (input_hook) input_hook(x, context);
   const int64_t B = x.size(0), T = x.size(1), G = heads_ / kv_heads_;
   at::Tensor q = q_proj->forward(x).view({B, T, heads_, head_dim_});
   at::Tensor k = k_proj->forward(x).view({B, T, kv_heads_, head_dim_});
@@ -85,12 +105,14 @@ at::Tensor Attention::forward(const at::Tensor& x, AttentionContext& context) {
 
 MLP::MLP(const ModelConfig& config, const at::TensorOptions& options) {
   const int64_t d = config.hidden_size, f = config.intermediate_size;
+  slots_ = {{"gate_proj", &gate_proj}, {"up_proj", &up_proj}, {"down_proj", &down_proj}};
   gate_proj = register_module("gate_proj", std::make_shared<Linear>(d, f, config.mlp_bias, options));
   up_proj = register_module("up_proj", std::make_shared<Linear>(d, f, config.mlp_bias, options));
   down_proj = register_module("down_proj", std::make_shared<Linear>(f, d, config.mlp_bias, options));
 }
 
-at::Tensor MLP::forward(const at::Tensor& x) {
+at::Tensor MLP::forward(const at::Tensor& x, const ForwardContext& context) {
+  if (input_hook) input_hook(x, context);
   return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
 }
 
@@ -104,9 +126,9 @@ DecoderLayer::DecoderLayer(const ModelConfig& config, int64_t layer, const at::T
       std::make_shared<RMSNorm>(config.hidden_size, config.rms_norm_eps, options));
 }
 
-at::Tensor DecoderLayer::forward(const at::Tensor& x, AttentionContext& context) {
+at::Tensor DecoderLayer::forward(const at::Tensor& x, ForwardContext& context) {
   at::Tensor h = x + self_attn->forward(input_layernorm->forward(x), context);
-  return h + mlp->forward(post_attention_layernorm->forward(h));
+  return h + mlp->forward(post_attention_layernorm->forward(h), context);
 }
 
 Embedding::Embedding(int64_t vocab, int64_t hidden, const at::TensorOptions& options) {
@@ -160,7 +182,8 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& ids, const at::Tensor& atte
   REMORA_CHECK(mask.sizes() == ids.sizes(), "attention mask ", mask.sizes(), " does not match ids ",
                ids.sizes());
 
-  AttentionContext context;
+  ForwardContext context;
+  context.token_mask = mask;
   at::Tensor key_valid = mask;
   if (cache) {
     if (!cache->valid.defined()) {

@@ -7,8 +7,10 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <string>
 
 #include "model/config.h"
 #include "model/kv_cache.h"
@@ -16,9 +18,11 @@
 
 namespace remora {
 
-// What every layer of one forward shares: rotary tables and which positions each query may see.
-struct AttentionContext {
-  at::Tensor cos, sin;  // [B, T, Dh] fp32
+// What every layer of one forward shares: rotary tables, which positions each query may see, and
+// which of the new positions are real tokens.
+struct ForwardContext {
+  at::Tensor token_mask;  // [B, T] bool, false for padding
+  at::Tensor cos, sin;    // [B, T, Dh] fp32
   // Per sliding window (0 = none): [B, 1, 1, T, S] bool, true where a query may attend a key.
   std::map<int64_t, at::Tensor> allowed;
   KVCache* cache = nullptr;
@@ -34,11 +38,30 @@ class RMSNorm : public torch::nn::Module {
   double eps;
 };
 
-class Attention : public torch::nn::Module {
+// Called with a block's input [B, T, D] before its projections run; block-level adapter routers
+// (one routing decision shared by all of a block's projections) hook in here.
+using BlockInputHook = std::function<void(const at::Tensor& x, const ForwardContext& context)>;
+
+// A block whose projections adapters can replace by name ("q_proj", "gate_proj", ...).
+class ProjectionBlock : public torch::nn::Module {
+ public:
+  // nullptr if the block has no projection of that name.
+  std::shared_ptr<Projection> projection(const std::string& name) const;
+  // Swaps in `replacement` (registered under the same name, so parameter names nest below it).
+  void replace_projection(const std::string& name, std::shared_ptr<Projection> replacement);
+  std::vector<std::string> projection_names() const;
+
+  BlockInputHook input_hook;
+
+ protected:
+  std::map<std::string, std::shared_ptr<Projection>*> slots_;
+};
+
+class Attention : public ProjectionBlock {
  public:
   Attention(const ModelConfig& config, int64_t layer, const at::TensorOptions& options);
   // x [B, T, D] -> [B, T, D]
-  at::Tensor forward(const at::Tensor& x, AttentionContext& context);
+  at::Tensor forward(const at::Tensor& x, ForwardContext& context);
 
   std::shared_ptr<Projection> q_proj, k_proj, v_proj, o_proj;
   std::shared_ptr<RMSNorm> q_norm, k_norm;  // Qwen3 only
@@ -47,17 +70,17 @@ class Attention : public torch::nn::Module {
 };
 
 // SwiGLU: down(silu(gate(x)) * up(x)).
-class MLP : public torch::nn::Module {
+class MLP : public ProjectionBlock {
  public:
   MLP(const ModelConfig& config, const at::TensorOptions& options);
-  at::Tensor forward(const at::Tensor& x);
+  at::Tensor forward(const at::Tensor& x, const ForwardContext& context);
   std::shared_ptr<Projection> gate_proj, up_proj, down_proj;
 };
 
 class DecoderLayer : public torch::nn::Module {
  public:
   DecoderLayer(const ModelConfig& config, int64_t layer, const at::TensorOptions& options);
-  at::Tensor forward(const at::Tensor& x, AttentionContext& context);
+  at::Tensor forward(const at::Tensor& x, ForwardContext& context);
   std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
   std::shared_ptr<Attention> self_attn;
   std::shared_ptr<MLP> mlp;

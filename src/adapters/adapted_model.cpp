@@ -1,0 +1,149 @@
+// Attaching adapters to a CausalLM by target-module name.
+#include "adapters/adapted_model.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "adapters/routers/routers.h"
+#include "core/error.h"
+
+namespace remora {
+
+std::string saved_tensor_name(const std::string& module_path, const std::string& suffix) {
+  return "base_model.model." + module_path + "." + suffix;
+}
+
+AdaptedModel::AdaptedModel(std::shared_ptr<CausalLM> base, AdapterConfig config, uint64_t seed)
+    : model_(std::move(base)), config_(std::move(config)) {
+  const ModelConfig& mc = model_->config();
+  config_.validate("adapter config");
+  if (!config_.layer_num_experts.empty() &&
+      static_cast<int64_t>(config_.layer_num_experts.size()) != mc.num_layers) {
+    fail("adapter config: layer_num_experts has ", config_.layer_num_experts.size(),
+         " entries, the model has ", mc.num_layers, " layers");
+  }
+  for (auto& p : model_->parameters()) p.set_requires_grad(false);
+  // Adapter initialisation is reproducible from `seed` whatever else used the default generator.
+  at::manual_seed(seed);
+
+  for (int64_t i = 0; i < mc.num_layers; ++i) {
+    auto layer = model_->model->layers[i]->as<DecoderLayer>();
+    const std::vector<std::pair<std::string, std::shared_ptr<ProjectionBlock>>> blocks = {
+        {"self_attn", layer->self_attn}, {"mlp", layer->mlp}};
+    for (const auto& [block_name, block] : blocks) {
+      const std::string block_path = "model.layers." + std::to_string(i) + "." + block_name;
+      std::shared_ptr<BlockRouting> block_routing;
+      bool adapted_here = false;
+      for (const auto& name : block->projection_names()) {
+        const std::string path = block_path + "." + name;
+        const auto spec = config_.spec_for(path, i);
+        if (!spec) continue;
+        auto base_linear = std::dynamic_pointer_cast<Linear>(block->projection(name));
+        REMORA_CHECK(base_linear, path, " is already adapted");
+        std::shared_ptr<Router> own_router;
+        if (routes_per_block(spec->method)) {
+          if (!block_routing) {
+            auto router = make_router(*spec, config_, mc.hidden_size);
+            router->to(base_linear->weight.device());
+            block->register_module("router", router);
+            block_routing = std::make_shared<BlockRouting>(router, config_.routing, &state_,
+                                                           block_path + ".router");
+            block_routers_.push_back(block_routing);
+          }
+        } else if (is_routed(spec->method)) {
+          own_router = make_router(*spec, config_, base_linear->in_features());
+          own_router->to(base_linear->weight.device());
+        }
+        auto adapted = std::make_shared<RoutedLoraLinear>(
+            base_linear, *spec, adapter_scale(*spec), config_.lora_dropout, own_router,
+            routes_per_block(spec->method) ? block_routing : nullptr, &state_, path);
+        block->replace_projection(name, adapted);
+        adapted_.push_back(adapted);
+        adapted_here = true;
+      }
+      if (adapted_here) {
+        // Every adapted block tells the routers which tokens are real; block routers decide here.
+        block->input_hook = [state = &state_, routing = block_routing](const at::Tensor& x,
+                                                                       const ForwardContext& context) {
+          state->token_mask = context.token_mask;
+          state->past = context.past;
+          if (routing) routing->on_block_input(x, context);
+        };
+        hooked_blocks_.push_back(block);
+      }
+    }
+  }
+  for (auto& t : adapter_parameters()) t.set_requires_grad(true);
+  for (auto& t : router_parameters()) t.set_requires_grad(true);
+  if (adapted_.empty()) {
+    fail("adapter config: target_modules ", config_.target_modules.dump(),
+         " matches no projection of this ", mc.model_type, " model (e.g. model.layers.0.self_attn.q_proj)");
+  }
+  set_training(false);
+}
+
+AdaptedModel::~AdaptedModel() {
+  // The hooks point at this object's routing state; the model may outlive it.
+  for (auto& block : hooked_blocks_) block->input_hook = nullptr;
+}
+
+std::vector<at::Tensor> AdaptedModel::adapter_parameters() const {
+  std::vector<at::Tensor> out;
+  for (const auto& a : adapted_) {
+    out.push_back(a->lora_A);
+    out.push_back(a->lora_B);
+  }
+  return out;
+}
+
+std::vector<at::Tensor> AdaptedModel::router_parameters() const {
+  std::vector<at::Tensor> out;
+  for (const auto& a : adapted_) {
+    if (a->router) {
+      for (auto& p : a->router->parameters()) out.push_back(p);
+    }
+  }
+  for (const auto& b : block_routers_) {
+    for (auto& p : b->router->parameters()) out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> AdaptedModel::named_tensors() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  auto add_router = [&](const std::string& router_path, const Router& router) {
+    for (const auto& item : router.named_parameters()) {
+      out.emplace_back(saved_tensor_name(router_path, item.key()), item.value());
+    }
+    for (const auto& item : router.named_buffers()) {
+      out.emplace_back(saved_tensor_name(router_path, item.key()), item.value());
+    }
+  };
+  for (const auto& a : adapted_) {
+    out.emplace_back(saved_tensor_name(a->path(), "lora_A.weight"), a->lora_A);
+    out.emplace_back(saved_tensor_name(a->path(), "lora_B.weight"), a->lora_B);
+    if (a->router) add_router(a->path() + ".router", *a->router);
+  }
+  for (const auto& b : block_routers_) add_router(b->path(), *b->router);
+  return out;
+}
+
+int64_t AdaptedModel::trainable_parameter_count() const {
+  int64_t total = 0;
+  for (const auto& t : adapter_parameters()) total += t.numel();
+  for (const auto& t : router_parameters()) total += t.numel();
+  return total;
+}
+
+int64_t AdaptedModel::activated_parameter_count() const {
+  int64_t total = 0;
+  for (const auto& a : adapted_) total += a->activated_parameters();
+  for (const auto& t : router_parameters()) total += t.numel();
+  return total;
+}
+
+void AdaptedModel::set_training(bool training) {
+  state_.training = training;
+  model_->train(training);
+}
+
+}  // namespace remora

@@ -1,0 +1,58 @@
+// A base CausalLM with adapters attached by target-module name, and the routing state they share.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "adapters/adapter_config.h"
+#include "adapters/block_routing.h"
+#include "adapters/routed_lora_linear.h"
+#include "adapters/routing.h"
+#include "model/decoder.h"
+
+namespace remora {
+
+class AdaptedModel {
+ public:
+  // Replaces every projection `config` targets with a RoutedLoraLinear (fresh PEFT-style init:
+  // B = 0, so the model still equals the base), adds block routers, and freezes the base. The
+  // adapter lives on the base's device in fp32. Throws Error if nothing matches, or if
+  // layer_num_experts does not have one entry per layer. Initialisation draws from `seed`.
+  AdaptedModel(std::shared_ptr<CausalLM> base, AdapterConfig config, uint64_t seed = 0);
+  ~AdaptedModel();
+
+  CausalLM& model() { return *model_; }
+  std::shared_ptr<CausalLM> model_ptr() { return model_; }
+  const AdapterConfig& config() const { return config_; }
+  RoutingState& routing() { return state_; }
+
+  const std::vector<std::shared_ptr<RoutedLoraLinear>>& adapted() const { return adapted_; }
+  const std::vector<std::shared_ptr<BlockRouting>>& block_routers() const { return block_routers_; }
+
+  // Adapter factors (A, B) and router weights: what an optimizer updates.
+  std::vector<at::Tensor> adapter_parameters() const;
+  std::vector<at::Tensor> router_parameters() const;
+  // Every tensor of the adapter by its saved name (factors, routers, SMoRA biases).
+  std::vector<std::pair<std::string, at::Tensor>> named_tensors() const;
+
+  int64_t trainable_parameter_count() const;
+  // Adapter parameters one token activates plus every router's (the paper's budget unit).
+  int64_t activated_parameter_count() const;
+
+  // Sampling/balancing behaviour (training) versus deterministic top-k (inference).
+  void set_training(bool training);
+
+ private:
+  std::shared_ptr<CausalLM> model_;
+  AdapterConfig config_;
+  RoutingState state_;
+  std::vector<std::shared_ptr<RoutedLoraLinear>> adapted_;
+  std::vector<std::shared_ptr<BlockRouting>> block_routers_;
+  std::vector<std::shared_ptr<ProjectionBlock>> hooked_blocks_;
+};
+
+// The name a tensor has in adapter_model.safetensors: "base_model.model." + module path + suffix.
+std::string saved_tensor_name(const std::string& module_path, const std::string& suffix);
+
+}  // namespace remora

@@ -1,0 +1,296 @@
+// adapter_config.json parsing and writing, and PEFT's target-module matching rules.
+#include "adapters/adapter_config.h"
+
+#include <cmath>
+#include <regex>
+#include <set>
+
+#include "core/error.h"
+
+namespace remora {
+namespace {
+
+struct MethodName {
+  const char* name;
+  AdapterMethod method;
+};
+constexpr MethodName kMethods[] = {
+    {"lora", AdapterMethod::kLora},   {"rslora", AdapterMethod::kRslora}, {"molora", AdapterMethod::kMolora},
+    {"topk", AdapterMethod::kTopk},   {"hydra", AdapterMethod::kHydra},   {"remix", AdapterMethod::kRemix},
+    {"smora", AdapterMethod::kSmora},
+};
+
+// PEFT LoraConfig keys a reader meets in real files; values that change the math and that remora
+// does not implement are rejected in from_json, the rest carry no meaning for the weights.
+const std::set<std::string> kPeftLoraKeys = {
+    "peft_type", "task_type", "base_model_name_or_path", "revision", "r", "lora_alpha",
+    "lora_dropout", "target_modules", "exclude_modules", "bias", "lora_bias", "fan_in_fan_out",
+    "modules_to_save", "layers_to_transform", "layers_pattern", "rank_pattern", "alpha_pattern",
+    "init_lora_weights", "use_dora", "use_rslora", "inference_mode", "megatron_config",
+    "megatron_core", "loftq_config", "layer_replication", "auto_mapping", "eva_config",
+    "corda_config", "use_qalora", "qalora_group_size", "runtime_config", "trainable_token_indices",
+    "target_parameters", "alora_invocation_tokens", "arrow_config", "ensure_weight_tying",
+    "peft_version"};
+
+bool matches_name_list(const std::string& path, const nlohmann::json& names) {
+  for (const auto& name : names) {
+    const std::string n = name.get<std::string>();
+    if (path == n || (path.size() > n.size() && path.compare(path.size() - n.size() - 1, n.size() + 1, "." + n) == 0)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// PEFT's check_target_module_exists: a list matches exact names or ".name" suffixes, a string is a
+// regex that must match the whole path. "all-linear" is handled by the caller.
+bool matches_targets(const std::string& path, const nlohmann::json& targets) {
+  if (targets.is_null()) return false;
+  if (targets.is_string()) return std::regex_match(path, std::regex(targets.get<std::string>()));
+  return matches_name_list(path, targets);
+}
+
+void check_targets(const nlohmann::json& targets, const std::string& field, const std::string& source,
+                   bool nullable) {
+  if (nullable && targets.is_null()) return;
+  if (targets.is_string()) {
+    try {
+      std::regex pattern(targets.get<std::string>());
+    } catch (const std::regex_error& e) {
+      fail(source, ": ", field, " is not a valid regex (", e.what(), ")");
+    }
+    return;
+  }
+  if (!targets.is_array() || targets.empty()) {
+    fail(source, ": ", field, " must be a non-empty list of module names, a regex string or \"all-linear\"");
+  }
+  for (const auto& t : targets) {
+    if (!t.is_string()) fail(source, ": ", field, " entries must be strings, got ", t.dump());
+  }
+}
+
+template <typename T>
+T get_field(const nlohmann::json& json, const char* key, const T& fallback, const std::string& source) {
+  if (!json.contains(key) || json[key].is_null()) return fallback;
+  try {
+    return json[key].get<T>();
+  } catch (const nlohmann::json::exception&) {
+    fail(source, ": field '", key, "' has the wrong type: ", json[key].dump());
+  }
+}
+
+}  // namespace
+
+const char* method_name(AdapterMethod method) {
+  for (const auto& m : kMethods) {
+    if (m.method == method) return m.name;
+  }
+  return "?";
+}
+
+AdapterMethod parse_method(const std::string& name, const std::string& where) {
+  for (const auto& m : kMethods) {
+    if (name == m.name) return m.method;
+  }
+  fail(where, ": unknown method '", name, "' (expected lora, rslora, molora, topk, hydra, remix or smora)");
+}
+
+bool is_routed(AdapterMethod method) {
+  return method != AdapterMethod::kLora && method != AdapterMethod::kRslora;
+}
+
+bool routes_per_block(AdapterMethod method) {
+  // ReMix routes once per block (spec: one router per FFN block shared by gate/up/down); so does
+  // MixLoRA's top-k, which it is compared with. MoLoRA, HydraLoRA and SMoRA route per projection.
+  return method == AdapterMethod::kRemix || method == AdapterMethod::kTopk;
+}
+
+AdapterConfig AdapterConfig::from_json(const nlohmann::json& json, const std::string& source) {
+  if (!json.is_object()) fail(source, ": not a JSON object");
+  const std::string peft_type = get_field<std::string>(json, "peft_type", "", source);
+  AdapterConfig c;
+  c.r = get_field<int64_t>(json, "r", 8, source);
+  c.lora_alpha = get_field<double>(json, "lora_alpha", 8.0, source);
+  c.lora_dropout = get_field<double>(json, "lora_dropout", 0.0, source);
+  c.base_model_name_or_path = get_field<std::string>(json, "base_model_name_or_path", "", source);
+  if (json.contains("target_modules")) c.target_modules = json["target_modules"];
+  if (json.contains("exclude_modules")) c.exclude_modules = json["exclude_modules"];
+
+  if (peft_type == "LORA") {
+    for (const auto& [key, value] : json.items()) {
+      if (!kPeftLoraKeys.count(key)) fail(source, ": unknown field '", key, "' for peft_type LORA");
+    }
+    c.method = get_field<bool>(json, "use_rslora", false, source) ? AdapterMethod::kRslora : AdapterMethod::kLora;
+    const auto unsupported = [&](const char* key, const nlohmann::json& allowed_default) {
+      if (json.contains(key) && !json[key].is_null() && json[key] != allowed_default) {
+        fail(source, ": ", key, " = ", json[key].dump(), " is not supported (only ", allowed_default.dump(), ")");
+      }
+    };
+    unsupported("use_dora", false);
+    unsupported("fan_in_fan_out", false);
+    unsupported("bias", "none");
+    unsupported("lora_bias", false);
+    unsupported("modules_to_save", nullptr);
+    unsupported("layers_to_transform", nullptr);
+    unsupported("layer_replication", nullptr);
+    unsupported("rank_pattern", nlohmann::json::object());
+    unsupported("alpha_pattern", nlohmann::json::object());
+    unsupported("target_parameters", nullptr);
+    unsupported("trainable_token_indices", nullptr);
+  } else if (peft_type == "REMORA") {
+    static const std::set<std::string> known = {
+        "peft_type", "task_type", "base_model_name_or_path", "method", "r", "lora_alpha",
+        "lora_dropout", "target_modules", "exclude_modules", "method_pattern", "num_experts",
+        "top_k", "layer_num_experts", "router_init_std", "balance_loss_coef", "routing",
+        "omega_type", "omega_alpha", "sample_at_inference", "smora_bias_rate", "rank_partition",
+        "inference_mode", "remora_version"};
+    for (const auto& [key, value] : json.items()) {
+      if (!known.count(key)) fail(source, ": unknown field '", key, "' for peft_type REMORA");
+    }
+    c.method = parse_method(get_field<std::string>(json, "method", "lora", source), source + ": method");
+    c.num_experts = get_field<int64_t>(json, "num_experts", c.num_experts, source);
+    c.top_k = get_field<int64_t>(json, "top_k", c.top_k, source);
+    c.layer_num_experts = get_field<std::vector<int64_t>>(json, "layer_num_experts", {}, source);
+    c.router_init_std = get_field<double>(json, "router_init_std", c.router_init_std, source);
+    c.balance_loss_coef = get_field<double>(json, "balance_loss_coef", c.balance_loss_coef, source);
+    const std::string routing = get_field<std::string>(json, "routing", "token", source);
+    if (routing == "token") c.routing = RoutingGranularity::kToken;
+    else if (routing == "sequence") c.routing = RoutingGranularity::kSequence;
+    else fail(source, ": routing must be \"token\" or \"sequence\", got \"", routing, "\"");
+    const std::string omega = get_field<std::string>(json, "omega_type", "rslora", source);
+    if (omega == "lora") c.omega_type = OmegaType::kLora;
+    else if (omega == "rslora") c.omega_type = OmegaType::kRslora;
+    else fail(source, ": omega_type must be \"lora\" or \"rslora\", got \"", omega, "\"");
+    c.omega_alpha = get_field<double>(json, "omega_alpha", c.omega_alpha, source);
+    c.sample_at_inference = get_field<bool>(json, "sample_at_inference", false, source);
+    c.smora_bias_rate = get_field<double>(json, "smora_bias_rate", c.smora_bias_rate, source);
+    c.rank_partition = get_field<int64_t>(json, "rank_partition", 1, source);
+    if (json.contains("method_pattern")) {
+      if (!json["method_pattern"].is_object()) fail(source, ": method_pattern must be an object");
+      for (const auto& [key, value] : json["method_pattern"].items()) {
+        if (!value.is_string()) fail(source, ": method_pattern['", key, "'] must be a method name");
+        c.method_pattern[key] = parse_method(value.get<std::string>(), source + ": method_pattern['" + key + "']");
+      }
+    }
+  } else {
+    fail(source, ": unsupported peft_type '", peft_type, "' (expected LORA or REMORA)");
+  }
+  c.validate(source);
+  return c;
+}
+
+void AdapterConfig::validate(const std::string& source) const {
+  REMORA_CHECK(r > 0, source, ": r must be positive, got ", r);
+  REMORA_CHECK(lora_alpha > 0, source, ": lora_alpha must be positive, got ", lora_alpha);
+  REMORA_CHECK(lora_dropout >= 0 && lora_dropout < 1, source, ": lora_dropout must be in [0, 1)");
+  if (!(target_modules.is_string() && target_modules == "all-linear")) {
+    check_targets(target_modules, "target_modules", source, false);
+  }
+  check_targets(exclude_modules, "exclude_modules", source, true);
+  std::vector<AdapterMethod> methods = {method};
+  for (const auto& [key, m] : method_pattern) methods.push_back(m);
+  for (AdapterMethod m : methods) {
+    if (!is_routed(m)) continue;
+    if (m == AdapterMethod::kSmora) {
+      REMORA_CHECK(rank_partition > 0 && r % rank_partition == 0, source, ": rank_partition (",
+                   rank_partition, ") must divide r (", r, ")");
+      REMORA_CHECK(top_k >= 1 && top_k <= r / rank_partition, source, ": top_k (", top_k,
+                   ") must be between 1 and the number of rank experts r / rank_partition (",
+                   r / rank_partition, ")");
+      continue;
+    }
+    REMORA_CHECK(num_experts >= 1, source, ": num_experts must be positive");
+    for (int64_t n : layer_num_experts) {
+      REMORA_CHECK(n >= 1, source, ": layer_num_experts entries must be positive");
+    }
+    if (m == AdapterMethod::kTopk || m == AdapterMethod::kRemix) {
+      int64_t fewest = num_experts;
+      for (int64_t n : layer_num_experts) fewest = std::min(fewest, n);
+      REMORA_CHECK(top_k >= 1 && top_k <= fewest, source, ": top_k (", top_k,
+                   ") must be between 1 and the number of experts (", fewest, ")");
+    }
+  }
+  REMORA_CHECK(balance_loss_coef >= 0, source, ": balance_loss_coef must be >= 0");
+  REMORA_CHECK(omega_alpha > 0, source, ": omega_alpha must be positive");
+  REMORA_CHECK(smora_bias_rate >= 0, source, ": smora_bias_rate must be >= 0");
+  REMORA_CHECK(router_init_std >= 0, source, ": router_init_std must be >= 0");
+}
+
+std::optional<ModuleAdapterSpec> AdapterConfig::spec_for(const std::string& module_path,
+                                                         int64_t layer) const {
+  if (matches_targets(module_path, exclude_modules)) return std::nullopt;
+  const bool all_linear = target_modules.is_string() && target_modules == "all-linear";
+  if (!all_linear && !matches_targets(module_path, target_modules)) return std::nullopt;
+
+  ModuleAdapterSpec spec;
+  spec.method = method;
+  for (const auto& [suffix, m] : method_pattern) {
+    if (matches_name_list(module_path, nlohmann::json::array({suffix}))) spec.method = m;
+  }
+  spec.alpha = lora_alpha;
+  spec.rank = r;
+  if (spec.method == AdapterMethod::kSmora) {
+    spec.rank = rank_partition;
+    spec.num_experts = r / rank_partition;
+    spec.top_k = top_k;
+  } else if (is_routed(spec.method)) {
+    spec.num_experts = num_experts;
+    if (!layer_num_experts.empty()) {
+      REMORA_CHECK(layer < static_cast<int64_t>(layer_num_experts.size()), "layer_num_experts has ",
+                   layer_num_experts.size(), " entries but layer ", layer, " is adapted");
+      spec.num_experts = layer_num_experts[layer];
+    }
+    spec.top_k = (spec.method == AdapterMethod::kTopk || spec.method == AdapterMethod::kRemix)
+                     ? top_k
+                     : spec.num_experts;
+  }
+  return spec;
+}
+
+bool AdapterConfig::writes_peft_lora() const {
+  return !is_routed(method) && method_pattern.empty();
+}
+
+nlohmann::json AdapterConfig::to_json() const {
+  nlohmann::json j = {
+      {"base_model_name_or_path", base_model_name_or_path},
+      {"r", r},
+      {"lora_alpha", lora_alpha},
+      {"lora_dropout", lora_dropout},
+      {"target_modules", target_modules},
+      {"exclude_modules", exclude_modules},
+      {"task_type", "CAUSAL_LM"},
+      {"inference_mode", true},
+  };
+  if (writes_peft_lora()) {
+    j["peft_type"] = "LORA";
+    j["use_rslora"] = method == AdapterMethod::kRslora;
+    j["bias"] = "none";
+    j["fan_in_fan_out"] = false;
+    j["init_lora_weights"] = true;
+    j["modules_to_save"] = nullptr;
+    j["rank_pattern"] = nlohmann::json::object();
+    j["alpha_pattern"] = nlohmann::json::object();
+    j["use_dora"] = false;
+    return j;
+  }
+  j["peft_type"] = "REMORA";
+  j["method"] = method_name(method);
+  j["num_experts"] = num_experts;
+  j["top_k"] = top_k;
+  j["layer_num_experts"] = layer_num_experts;
+  j["router_init_std"] = router_init_std;
+  j["balance_loss_coef"] = balance_loss_coef;
+  j["routing"] = routing == RoutingGranularity::kToken ? "token" : "sequence";
+  j["omega_type"] = omega_type == OmegaType::kLora ? "lora" : "rslora";
+  j["omega_alpha"] = omega_alpha;
+  j["sample_at_inference"] = sample_at_inference;
+  j["smora_bias_rate"] = smora_bias_rate;
+  j["rank_partition"] = rank_partition;
+  nlohmann::json patterns = nlohmann::json::object();
+  for (const auto& [key, m] : method_pattern) patterns[key] = method_name(m);
+  j["method_pattern"] = patterns;
+  return j;
+}
+
+}  // namespace remora

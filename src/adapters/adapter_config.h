@@ -1,0 +1,78 @@
+// What an adapter is: method, rank, scaling, targets and router settings, as saved in adapter_config.json.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace remora {
+
+// lora / rslora: one LoRA (n = 1). molora: dense softmax over n LoRAs. topk: MixLoRA-style softmax
+// top-k, renormalised, plus a balance loss. hydra: one shared A and n B heads, dense softmax.
+// remix: constant weight omega on k experts sampled by a policy-gradient-trained router.
+// smora: every rank (or block of rank_partition ranks) is an expert; sigmoid top-k with a
+// loss-free balancing bias.
+enum class AdapterMethod { kLora, kRslora, kMolora, kTopk, kHydra, kRemix, kSmora };
+
+enum class RoutingGranularity { kToken, kSequence };  // ReMix: a subset per token, or per sequence
+enum class OmegaType { kLora, kRslora };               // ReMix: omega = alpha/(k r) or alpha/sqrt(k r)
+
+const char* method_name(AdapterMethod method);
+AdapterMethod parse_method(const std::string& name, const std::string& where);
+bool is_routed(AdapterMethod method);
+// Whether one router serves a whole block (attention or MLP) rather than each projection.
+bool routes_per_block(AdapterMethod method);
+
+// Settings for one adapted projection once patterns are resolved.
+struct ModuleAdapterSpec {
+  AdapterMethod method = AdapterMethod::kLora;
+  int64_t rank = 8;          // r: rank of each expert (SMoRA: the whole LoRA's rank)
+  double alpha = 8;          // lora_alpha
+  int64_t num_experts = 1;   // n
+  int64_t top_k = 1;         // k
+};
+
+// The whole adapter_config.json. Defaults follow the spec (shared/spec/methods.md) and PEFT.
+struct AdapterConfig {
+  AdapterMethod method = AdapterMethod::kLora;
+  int64_t r = 8;
+  double lora_alpha = 8;
+  double lora_dropout = 0.0;
+  // target_modules: a list (exact name or ".name" suffix), a string (regex over the full module
+  // path), or "all-linear" (every projection; the LM head is never adapted).
+  nlohmann::json target_modules = nlohmann::json::array({"q_proj", "v_proj"});
+  nlohmann::json exclude_modules = nullptr;
+  // Per-module method overrides, PEFT rank_pattern-style: {"q_proj": "lora"} (suffix match).
+  std::map<std::string, AdapterMethod> method_pattern;
+  int64_t num_experts = 8;                     // n (routed methods)
+  int64_t top_k = 2;                           // k (topk, remix, smora)
+  std::vector<int64_t> layer_num_experts;      // MoLA-style per-layer n; empty = num_experts
+  double router_init_std = 0.02;               // router weights ~ N(0, std)
+  double balance_loss_coef = 0.001;            // topk: Switch-style balance loss coefficient
+  RoutingGranularity routing = RoutingGranularity::kToken;  // remix (ours)
+  OmegaType omega_type = OmegaType::kRslora;   // remix: the better variant in the paper's ablation
+  double omega_alpha = 2.0;                    // remix: omega = omega_alpha / (k r) or / sqrt(k r)
+  bool sample_at_inference = false;            // remix: the paper's "No top-k" ablation
+  double smora_bias_rate = 1e-5;               // smora: u of the sign-based bias update
+  int64_t rank_partition = 1;                  // smora: ranks per expert (block experts)
+  std::string base_model_name_or_path;
+
+  // Parses adapter_config.json content. peft_type "LORA" (PEFT's own files: known PEFT keys are
+  // accepted, unsupported values rejected) or "REMORA" (this project's; unknown keys rejected).
+  // Throws Error naming `source` and the field.
+  static AdapterConfig from_json(const nlohmann::json& json, const std::string& source);
+  // PEFT's LORA layout for lora/rslora without overrides, REMORA otherwise.
+  nlohmann::json to_json() const;
+  // Checks ranges (r > 0, 1 <= k <= n, ...); throws Error naming the field.
+  void validate(const std::string& source) const;
+
+  // Which method and shapes apply to the projection at `module_path` (e.g.
+  // "model.layers.3.mlp.up_proj") in layer `layer`; nullopt if it is not targeted.
+  std::optional<ModuleAdapterSpec> spec_for(const std::string& module_path, int64_t layer) const;
+  bool writes_peft_lora() const;
+};
+
+}  // namespace remora

@@ -1,0 +1,106 @@
+// Saving, loading and merging adapters.
+#include "adapters/adapter_io.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+
+#include "core/error.h"
+#include "core/file_util.h"
+#include "io/safetensors.h"
+
+namespace remora {
+namespace fs = std::filesystem;
+
+AdapterConfig read_adapter_config(const std::string& dir) {
+  const fs::path path = fs::path(dir) / "adapter_config.json";
+  if (!fs::exists(path)) fail(path.string(), ": missing (an adapter folder needs adapter_config.json)");
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(read_text_file(path.string()));
+  } catch (const nlohmann::json::parse_error& e) {
+    fail(path.string(), ": not valid JSON (", e.what(), ")");
+  }
+  return AdapterConfig::from_json(json, path.string());
+}
+
+void save_adapter(const AdaptedModel& adapted, const std::string& dir, bool overwrite) {
+  const fs::path out(dir);
+  if (fs::exists(out) && !overwrite) fail(dir, ": already exists (pass --overwrite to replace it)");
+  const fs::path temp = out.string() + ".tmp-" + std::to_string(::getpid());
+  fs::remove_all(temp);
+  fs::create_directories(temp);
+  try {
+    write_text_file_atomically((temp / "adapter_config.json").string(),
+                               adapted.config().to_json().dump(2) + "\n");
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const auto& [name, tensor] : adapted.named_tensors()) {
+      tensors.emplace_back(name, tensor.detach().to(at::kFloat));
+    }
+    write_safetensors((temp / "adapter_model.safetensors").string(), tensors);
+    if (fs::exists(out)) fs::remove_all(out);
+    fs::rename(temp, out);
+  } catch (...) {
+    fs::remove_all(temp);
+    throw;
+  }
+}
+
+std::unique_ptr<AdaptedModel> load_adapter(std::shared_ptr<CausalLM> base, const std::string& dir) {
+  AdapterConfig config = read_adapter_config(dir);
+  const std::string weights = (fs::path(dir) / "adapter_model.safetensors").string();
+  if (!fs::exists(weights)) fail(weights, ": missing");
+  SafetensorsFile file(weights);
+  auto adapted = std::make_unique<AdaptedModel>(std::move(base), config);
+  std::set<std::string> expected;
+  for (auto& [name, tensor] : adapted->named_tensors()) {
+    expected.insert(name);
+    const SafetensorsEntry* entry = file.find(name);
+    if (!entry) {
+      fail(weights, ": no tensor '", name, "' (shape ", tensor.sizes(),
+           "), which adapter_config.json implies for this base model");
+    }
+    at::Tensor destination = tensor;  // shares storage with the parameter
+    file.copy_into(*entry, destination);
+  }
+  for (const auto& entry : file.entries()) {
+    if (!expected.count(entry.name)) {
+      fail(weights, ": tensor '", entry.name, "' does not belong to any adapted module of this base "
+           "model with this adapter_config.json");
+    }
+  }
+  return adapted;
+}
+
+void merge_into_base(AdaptedModel& adapted) {
+  for (const auto& a : adapted.adapted()) {
+    if (is_routed(a->spec().method)) {
+      fail(a->path(), " uses ", method_name(a->spec().method),
+           ": a routed adapter's update depends on each token's routing, so it cannot be folded into "
+           "one weight matrix; run it unmerged with --adapter");
+    }
+  }
+  at::NoGradGuard no_grad;
+  CausalLM& model = adapted.model();
+  for (const auto& a : adapted.adapted()) {
+    // fp32 first, one rounding to the stored dtype at the end (bf16 accumulation drifts).
+    at::Tensor merged = a->base->weight.to(at::kFloat) + a->delta_weight();
+    a->base->weight.copy_(merged);
+  }
+  // Put the plain Linears back, under their original names.
+  for (int64_t i = 0; i < model.config().num_layers; ++i) {
+    auto layer = model.model->layers[i]->as<DecoderLayer>();
+    for (const std::shared_ptr<ProjectionBlock>& block :
+         {std::static_pointer_cast<ProjectionBlock>(layer->self_attn),
+          std::static_pointer_cast<ProjectionBlock>(layer->mlp)}) {
+      for (const auto& name : block->projection_names()) {
+        if (auto routed = std::dynamic_pointer_cast<RoutedLoraLinear>(block->projection(name))) {
+          block->replace_projection(name, routed->base);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace remora

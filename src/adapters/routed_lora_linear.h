@@ -1,0 +1,63 @@
+// The one adapted linear layer every method shares: frozen base + stacked expert factors + a gate.
+//
+//   y = W0 x + scale * B_cat (repeat_interleave(g, r) ⊙ (A_cat x))
+//
+// Shapes: N tokens, d_in / d_out, n experts of rank r, so A_cat [n r, d_in], B_cat [d_out, n r]
+// (HydraLoRA shares one A [r, d_in] between its n B heads).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "adapters/adapter_config.h"
+#include "adapters/routing.h"
+#include "model/linear.h"
+
+namespace remora {
+
+// Where a gate comes from: a router of this projection's own, or a decision made once for the
+// whole block (held by a BlockRouting the block's input hook fills).
+class BlockRouting;
+
+class RoutedLoraLinear : public Projection {
+ public:
+  // `router` is this projection's own (module-scoped methods) or nullptr; `block` is the block's
+  // shared decision (block-scoped methods) or nullptr; plain LoRA has neither.
+  RoutedLoraLinear(std::shared_ptr<Linear> base, const ModuleAdapterSpec& spec, double scale,
+                   double dropout, std::shared_ptr<Router> router,
+                   std::shared_ptr<BlockRouting> block, RoutingState* state, std::string path);
+
+  at::Tensor forward(const at::Tensor& x) override;
+  int64_t in_features() const override { return base->in_features(); }
+  int64_t out_features() const override { return base->out_features(); }
+  void pretty_print(std::ostream& stream) const override;
+
+  // scale * B_cat A_cat [d_out, d_in] in fp32: the dense update a mergeable (n = 1) adapter adds.
+  at::Tensor delta_weight() const;
+  // Adapter parameters a token activates (the paper's budget unit), router excluded.
+  int64_t activated_parameters() const;
+
+  const ModuleAdapterSpec& spec() const { return spec_; }
+  const std::string& path() const { return path_; }
+  double scale() const { return scale_; }
+  bool shares_a() const { return spec_.method == AdapterMethod::kHydra; }
+
+  std::shared_ptr<Linear> base;     // frozen
+  at::Tensor lora_A;                // [n r, d_in] fp32 (Hydra: [r, d_in])
+  at::Tensor lora_B;                // [d_out, n r] fp32
+  std::shared_ptr<Router> router;   // module-scoped router or nullptr
+
+ private:
+  ModuleAdapterSpec spec_;
+  double scale_;
+  double dropout_;
+  std::shared_ptr<BlockRouting> block_;
+  RoutingState* state_;
+  std::string path_;
+};
+
+// The gate of an adapter's scale for a method: alpha / r (LoRA and the mixtures), alpha / sqrt(r)
+// (rsLoRA), 1 (ReMix: the constant weight omega is in the gate), alpha / k (SMoRA).
+double adapter_scale(const ModuleAdapterSpec& spec);
+
+}  // namespace remora

@@ -1,0 +1,31 @@
+// Which router each method uses.
+#include "adapters/routers/routers.h"
+#include "core/error.h"
+
+namespace remora {
+
+std::shared_ptr<Router> make_router(const ModuleAdapterSpec& spec, const AdapterConfig& config,
+                                    int64_t input_size) {
+  const double std = config.router_init_std;
+  switch (spec.method) {
+    case AdapterMethod::kMolora:
+    case AdapterMethod::kHydra:
+      return std::make_shared<DenseSoftmaxRouter>(input_size, spec.num_experts, std);
+    case AdapterMethod::kTopk:
+      return std::make_shared<TopkRouter>(input_size, spec.num_experts, spec.top_k,
+                                          config.balance_loss_coef, std);
+    case AdapterMethod::kRemix:
+      return std::make_shared<RemixRouter>(input_size, spec.num_experts, spec.top_k,
+                                           remix_omega(config, spec.rank),
+                                           config.sample_at_inference, std);
+    case AdapterMethod::kSmora:
+      return std::make_shared<SmoraRouter>(input_size, spec.num_experts, spec.top_k,
+                                           config.smora_bias_rate, std);
+    case AdapterMethod::kLora:
+    case AdapterMethod::kRslora:
+      break;
+  }
+  fail("method ", method_name(spec.method), " has no router");
+}
+
+}  // namespace remora

@@ -1,0 +1,47 @@
+// ReMix router: Gumbel-top-k sampling with Plackett-Luce log-probabilities, constant weights.
+#include <cmath>
+
+#include "adapters/routers/router_init.h"
+#include "adapters/routers/routers.h"
+
+namespace remora {
+
+RemixRouter::RemixRouter(int64_t input_size, int64_t experts, int64_t k, double omega,
+                         bool sample_at_inference, double init_std)
+    : k_(k), omega_(omega), sample_at_inference_(sample_at_inference) {
+  weight = register_parameter("weight", new_router_weight(experts, input_size, init_std));
+}
+
+Gate RemixRouter::route(const at::Tensor& x, const at::Tensor& valid, int64_t rows,
+                        RoutingState& state) {
+  at::Tensor log_q = at::log_softmax(router_logits(x, weight), -1);  // [N, n]
+  at::Tensor selected;
+  if (state.training || sample_at_inference_) {
+    // Gumbel-top-k: the top k of log q + Gumbel noise, in order, is a sample of k experts drawn
+    // one after another without replacement from q.
+    at::Tensor uniform = state.generator
+                             ? at::rand(log_q.sizes(), *state.generator, log_q.options())
+                             : at::rand(log_q.sizes(), log_q.options());
+    at::Tensor gumbel = -at::log(-at::log(uniform.clamp(1e-20, 1.0 - 1e-7)));
+    selected = std::get<1>((log_q.detach() + gumbel).topk(k_, -1, /*largest=*/true, /*sorted=*/true));
+  } else {
+    selected = std::get<1>(log_q.topk(k_, -1));
+  }
+  if (state.training) {
+    // Plackett-Luce: log Q(J) = sum_j log q_{i_j} - log(1 - sum_{j' < j} q_{i_j'}).
+    at::Tensor chosen = log_q.gather(-1, selected);                 // [N, k]
+    at::Tensor before = chosen.exp().cumsum(-1) - chosen.exp();     // mass taken by earlier picks
+    at::Tensor per_item = (chosen - at::log((1.0 - before).clamp_min(1e-12))).sum(-1);  // [N]
+    per_item = per_item * valid.to(per_item.scalar_type());
+    state.add_log_prob(per_item.view({rows, -1}).sum(-1));
+  }
+  at::Tensor weights = at::zeros_like(log_q).scatter(-1, selected, omega_);
+  return {weights, log_q.exp(), selected};
+}
+
+double remix_omega(const AdapterConfig& config, int64_t rank) {
+  const double kr = static_cast<double>(config.top_k * rank);
+  return config.omega_alpha / (config.omega_type == OmegaType::kLora ? kr : std::sqrt(kr));
+}
+
+}  // namespace remora

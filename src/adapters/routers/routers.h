@@ -1,0 +1,78 @@
+// The routers: dense softmax (MoLoRA, HydraLoRA), softmax top-k (MixLoRA), ReMix, SMoRA.
+#pragma once
+
+#include "adapters/adapter_config.h"
+#include "adapters/routing.h"
+
+namespace remora {
+
+// g = softmax(P x), every expert active. P [n, d], no bias.
+class DenseSoftmaxRouter : public Router {
+ public:
+  DenseSoftmaxRouter(int64_t input_size, int64_t experts, double init_std);
+  Gate route(const at::Tensor& x, const at::Tensor& valid, int64_t rows, RoutingState& state) override;
+  int64_t num_experts() const override { return weight.size(0); }
+  int64_t active_experts() const override { return weight.size(0); }
+  at::Tensor weight;  // [n, d]
+};
+
+// p = softmax(P x); keep the top k; renormalise to sum 1. In training adds the Switch-style balance
+// loss coef * n * sum_i f_i * mean_p_i, f_i = share of tokens whose top k contains i.
+class TopkRouter : public Router {
+ public:
+  TopkRouter(int64_t input_size, int64_t experts, int64_t k, double balance_coef, double init_std);
+  Gate route(const at::Tensor& x, const at::Tensor& valid, int64_t rows, RoutingState& state) override;
+  int64_t num_experts() const override { return weight.size(0); }
+  int64_t active_experts() const override { return k_; }
+  at::Tensor weight;  // [n, d]
+
+ private:
+  int64_t k_;
+  double balance_coef_;
+};
+
+// q = softmax(P x). Training (or sample_at_inference): k experts drawn without replacement from q by
+// Gumbel-top-k, the Plackett-Luce log-probability of each ordered selection added to
+// state.log_prob per input; inference: the deterministic top k of q. Every selected expert gets the
+// same constant weight omega, so no gradient reaches P through the gate: it learns by RLOO.
+class RemixRouter : public Router {
+ public:
+  RemixRouter(int64_t input_size, int64_t experts, int64_t k, double omega, bool sample_at_inference,
+              double init_std);
+  Gate route(const at::Tensor& x, const at::Tensor& valid, int64_t rows, RoutingState& state) override;
+  int64_t num_experts() const override { return weight.size(0); }
+  int64_t active_experts() const override { return k_; }
+  double omega() const { return omega_; }
+  at::Tensor weight;  // [n, d]
+
+ private:
+  int64_t k_;
+  double omega_;
+  bool sample_at_inference_;
+};
+
+// s = sigmoid(W x) + b (b a non-learnable balancing bias); top k of s; g_i = k s_i / sum of the
+// selected s. In training, after routing: b_i += u * sign(mean(c) - c_i), c_i = tokens whose top k
+// contains i.
+class SmoraRouter : public Router {
+ public:
+  SmoraRouter(int64_t input_size, int64_t experts, int64_t k, double bias_rate, double init_std);
+  Gate route(const at::Tensor& x, const at::Tensor& valid, int64_t rows, RoutingState& state) override;
+  int64_t num_experts() const override { return weight.size(0); }
+  int64_t active_experts() const override { return k_; }
+  at::Tensor weight;        // [n, d]
+  at::Tensor balance_bias;  // [n] buffer
+
+ private:
+  int64_t k_;
+  double bias_rate_;
+};
+
+// ReMix's constant weight: omega_alpha / (k r) or omega_alpha / sqrt(k r).
+double remix_omega(const AdapterConfig& config, int64_t rank);
+
+// The router `spec.method` needs, with input size `input_size`.
+std::shared_ptr<Router> make_router(const ModuleAdapterSpec& spec, const AdapterConfig& config,
+                                    int64_t input_size);
+
+}  // namespace remora

@@ -1,0 +1,63 @@
+// What routers produce (gates) and what one forward's routers share with the code running the model.
+//
+// Shapes: N routed items (tokens, or sequences with sequence routing), n experts, k active, d input.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace remora {
+
+// A router's decision for N items.
+struct Gate {
+  at::Tensor weights;   // [N, n] fp32, zero outside the active experts (autograd-connected)
+  at::Tensor probs;     // [N, n] the router's distribution, for statistics (undefined: none)
+  at::Tensor selected;  // [N, k] int64, active experts in selection order (undefined: dense)
+};
+
+// Per-site record of routing decisions, for ESS, load and subset statistics (spec section 4).
+struct RoutingCapture {
+  struct Record {
+    std::vector<at::Tensor> weights;   // each [N_valid, n] fp32 CPU
+    std::vector<at::Tensor> selected;  // each [N_valid, k] int64 CPU (empty for dense routers)
+  };
+  std::map<std::string, Record> sites;  // keyed by router path, e.g. "model.layers.3.mlp.router"
+
+  void add(const std::string& site, const Gate& gate, const at::Tensor& valid);
+};
+
+// Shared by every router of one model. The runner resets it before a forward and reads the
+// accumulated terms afterwards.
+struct RoutingState {
+  bool training = false;               // sample (ReMix), balance losses, SMoRA bias updates
+  std::optional<at::Generator> generator;  // for Gumbel noise; the default generator if empty
+  at::Tensor token_mask;               // [B, T] bool of the current forward, set by block hooks
+  int64_t past = 0;                    // cached positions before this forward (generation)
+  at::Tensor log_prob;                 // [B] sum of log Q of sampled selections (ReMix, training)
+  at::Tensor aux_loss;                 // scalar: balance losses already multiplied by coefficients
+  RoutingCapture* capture = nullptr;   // records gates when set
+
+  // Clears the accumulators (call before each forward).
+  void reset();
+  void add_log_prob(const at::Tensor& per_row);
+  void add_aux_loss(const at::Tensor& loss);
+};
+
+// A router maps inputs x [N, d] to a Gate. `valid` [N] bool marks real tokens (padding never counts
+// towards losses, loads or bias updates); `rows` = B, the number of model inputs the N items
+// belong to (N = rows * items per row), for per-input log-probabilities.
+class Router : public torch::nn::Module {
+ public:
+  virtual Gate route(const at::Tensor& x, const at::Tensor& valid, int64_t rows,
+                     RoutingState& state) = 0;
+  virtual int64_t num_experts() const = 0;
+  // Number of experts a token activates (for the activated-parameter count).
+  virtual int64_t active_experts() const = 0;
+};
+
+}  // namespace remora

@@ -1,0 +1,22 @@
+// RLOO objective.
+#include "train/rloo.h"
+
+#include "core/error.h"
+
+namespace remora {
+
+RlooObjective rloo_objective(const at::Tensor& losses, const at::Tensor& log_probs) {
+  REMORA_CHECK(losses.dim() == 2 && losses.sizes() == log_probs.sizes(), "rloo: losses ",
+               losses.sizes(), " and log-probabilities ", log_probs.sizes(), " must both be [M, B]");
+  const int64_t M = losses.size(0);
+  REMORA_CHECK(M >= 2, "rloo: M = ", M, " routed samples per input; the leave-one-out baseline needs M >= 2");
+  at::Tensor advantage = (losses - losses.mean(0, true)).detach();  // [M, B]
+  at::Tensor per_input = losses.mean(0) + (advantage / (M - 1) * log_probs).sum(0);  // [B]
+  RlooObjective result;
+  result.objective = per_input.mean();
+  result.mean_loss = losses.detach().mean().item<double>();
+  result.advantage_spread = advantage.std(/*unbiased=*/false).item<double>();
+  return result;
+}
+
+}  // namespace remora
