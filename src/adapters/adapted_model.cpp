@@ -32,6 +32,8 @@ AdaptedModel::AdaptedModel(std::shared_ptr<CausalLM> base, AdapterConfig config,
     for (const auto& [block_name, block] : blocks) {
       const std::string block_path = "model.layers." + std::to_string(i) + "." + block_name;
       std::shared_ptr<BlockRouting> block_routing;
+      AdapterMethod block_method = AdapterMethod::kLora;
+      int64_t block_experts = 0;
       bool adapted_here = false;
       for (const auto& name : block->projection_names()) {
         const std::string path = block_path + "." + name;
@@ -41,6 +43,13 @@ AdaptedModel::AdaptedModel(std::shared_ptr<CausalLM> base, AdapterConfig config,
         REMORA_CHECK(base_linear, path, " is already adapted");
         std::shared_ptr<Router> own_router;
         if (routes_per_block(spec->method)) {
+          if (block_routing && (block_method != spec->method || block_experts != spec->num_experts)) {
+            fail(path, ": the projections of one block share its router, so they need the same "
+                 "block-routed method and expert count (", method_name(block_method), " with ",
+                 block_experts, " experts is already set up here)");
+          }
+          block_method = spec->method;
+          block_experts = spec->num_experts;
           if (!block_routing) {
             auto router = make_router(*spec, config_, mc.hidden_size);
             router->to(base_linear->weight.device());

@@ -46,5 +46,6 @@ void add_generate_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_merge_command(CLI::App& app);
+void add_init_adapter_command(CLI::App& app);
 
 }  // namespace remora

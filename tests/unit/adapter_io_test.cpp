@@ -182,6 +182,10 @@ TEST(TargetModules, MethodPatternAndPerLayerExperts) {
   EXPECT_EQ(adapted.block_routers().size(), 2u) << "one ReMix router per FFN block";
   config.layer_num_experts = {2};
   EXPECT_THROW(AdaptedModel(random_model(toy_config("llama")), config), Error);
+  // One block, one router: top-k on gate_proj beside ReMix on up/down cannot share it.
+  config.layer_num_experts = {};
+  config.method_pattern = {{"gate_proj", AdapterMethod::kTopk}};
+  EXPECT_THROW(AdaptedModel(random_model(toy_config("llama")), config), Error);
 }
 
 TEST(RoutingCapture, RecordsKExpertsPerRealTokenAndSequenceRoutingSharesOneChoice) {
