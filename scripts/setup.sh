@@ -8,6 +8,7 @@ packages=(
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev libgmock-dev
   python3 python3-torch
+  libpcre2-dev libicu-dev xz-utils python3-jinja2
 )
 
 missing=()

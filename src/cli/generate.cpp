@@ -5,6 +5,8 @@
 #include "core/error.h"
 #include "eval/generate.h"
 #include "model/decoder.h"
+#include "tokenizer/pretrained.h"
+#include "tokenizer/stream_decoder.h"
 
 namespace remora {
 namespace {
@@ -15,13 +17,65 @@ struct GenerateCommandOptions {
   GenerationOptions generation;
   bool no_cache = false;
   bool ignore_eos = false;
+  std::vector<std::string> prompts;  // --prompt: raw text, post-processor specials added
+  std::vector<std::string> chats;    // --chat: a user message rendered with the chat template
+  std::string system;                // --system: system message for --chat
 };
 
+// Token rows for --prompt / --chat, through the model folder's tokenizer.
+std::vector<std::vector<int64_t>> text_prompts(const GenerateCommandOptions& options, const PretrainedTokenizer& tok) {
+  std::vector<std::vector<int64_t>> rows;
+  for (const auto& prompt : options.prompts) rows.push_back(tok.tokenizer.encode(prompt, /*add_special_tokens=*/true));
+  for (const auto& chat : options.chats) {
+    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+    if (!options.system.empty()) messages.push_back({{"role", "system"}, {"content", options.system}});
+    messages.push_back({{"role", "user"}, {"content", chat}});
+    // The rendered template already holds BOS where the model wants it, as in transformers.
+    rows.push_back(tok.tokenizer.encode(tok.apply_chat_template(messages, /*add_generation_prompt=*/true), false));
+  }
+  for (const auto& row : rows) {
+    if (row.empty()) fail("--prompt/--chat: a prompt encodes to no tokens");
+  }
+  return rows;
+}
+
+// Text mode: one prompt streams decoded text; several print each continuation as a JSON string line.
+void generate_text(CausalLM& model, const GenerateCommandOptions& options) {
+  const PretrainedTokenizer tok = PretrainedTokenizer::load(options.model.dir);
+  const auto prompts = text_prompts(options, tok);
+  for (const auto& row : prompts) {
+    for (const int64_t id : row) {
+      if (id >= model.config().vocab_size) {
+        fail("token id ", id, " of the prompt is outside the model's vocab_size ", model.config().vocab_size,
+             " (tokenizer and model do not match)");
+      }
+    }
+  }
+  if (prompts.size() == 1) {
+    StreamDecoder stream(tok.tokenizer);
+    generate(model, prompts, options.generation,
+             [&](int64_t, int64_t token) { std::cout << stream.push(token) << std::flush; });
+    std::cout << stream.finish() << "\n";
+    return;
+  }
+  for (const auto& row : generate(model, prompts, options.generation)) {
+    std::cout << nlohmann::json(tok.tokenizer.decode(row, /*skip_special_tokens=*/true))
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+              << "\n";
+  }
+}
+
 void run_generate(GenerateCommandOptions options) {
+  const int sources = !options.ids.empty() + !options.prompts.empty() + !options.chats.empty();
+  if (sources != 1) fail("generate: give exactly one of --ids, --prompt and --chat");
   auto model = options.model.load();
-  const auto prompts = parse_id_rows(options.ids, "--ids", model->config().vocab_size);
   options.generation.use_cache = !options.no_cache;
   if (!options.ignore_eos) options.generation.eos_token_ids = model->config().eos_token_ids;
+  if (options.ids.empty()) {
+    generate_text(*model, options);
+    return;
+  }
+  const auto prompts = parse_id_rows(options.ids, "--ids", model->config().vocab_size);
 
   if (prompts.size() == 1) {
     // One prompt streams its tokens as they come.
@@ -47,8 +101,12 @@ void add_generate_command(CLI::App& app) {
       "generate", "Continue prompts; prints the new token ids of each prompt on its own line");
   options->model.add_to(*command);
   auto& g = options->generation;
-  command->add_option("--ids", options->ids, "prompt token ids: rows separated by ';', ids by ','")
-      ->required();
+  command->add_option("--ids", options->ids, "prompt token ids: rows separated by ';', ids by ','");
+  command->add_option("--prompt", options->prompts,
+                      "prompt text, encoded with the model's tokenizer.json (repeatable: one row each); prints text");
+  command->add_option("--chat", options->chats,
+                      "a user message, rendered with the model's chat template (repeatable); prints text");
+  command->add_option("--system", options->system, "system message for --chat");
   command->add_option("--max-new-tokens", g.max_new_tokens, "most tokens to generate per prompt")
       ->capture_default_str();
   command->add_option("--temperature", g.sampling.temperature, "0 = greedy; > 0 samples")

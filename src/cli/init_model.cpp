@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "model/loader.h"
 #include "model/presets.h"
+#include "tokenizer/pretrained.h"
 
 namespace remora {
 namespace {
@@ -22,7 +23,24 @@ struct InitModelOptions {
   std::string dtype = "bfloat16";
   uint64_t seed = 0;
   bool overwrite = false;
+  std::string tokenizer;  // folder with tokenizer.json (+ tokenizer_config.json, chat_template.jinja)
 };
+
+const char* const kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"};
+
+// Sizes the embedding to the tokenizer and takes its bos/eos ids, so the model and its text agree.
+void apply_tokenizer(nlohmann::json& config, const std::string& dir) {
+  const PretrainedTokenizer tok = PretrainedTokenizer::load(dir);
+  config["vocab_size"] = tok.tokenizer.vocab_size();
+  for (const auto& [field, text] : {std::pair<const char*, std::string>{"bos_token_id", tok.bos_token},
+                                    std::pair<const char*, std::string>{"eos_token_id", tok.eos_token}}) {
+    if (text.empty()) continue;
+    const auto id = tok.tokenizer.token_to_id(text);
+    if (!id) fail(dir, "/tokenizer_config.json: ", field == std::string("bos_token_id") ? "bos" : "eos", "_token '", text,
+                  "' is not in tokenizer.json");
+    config[field] = *id;
+  }
+}
 
 // "key=value": value is JSON when it parses as JSON (numbers, booleans, null, objects), else a string.
 void apply_override(nlohmann::json& config, const std::string& assignment) {
@@ -38,6 +56,7 @@ void apply_override(nlohmann::json& config, const std::string& assignment) {
 
 void run_init_model(const InitModelOptions& options) {
   nlohmann::json json = preset_config(options.arch, options.preset);
+  if (!options.tokenizer.empty()) apply_tokenizer(json, options.tokenizer);
   for (const auto& assignment : options.overrides) apply_override(json, assignment);
   const ModelConfig config = ModelConfig::from_json(json, "init-model config (preset + --set)");
   const c10::ScalarType dtype = parse_compute_dtype(options.dtype);
@@ -55,6 +74,10 @@ void run_init_model(const InitModelOptions& options) {
     CausalLM model(config, at::TensorOptions().dtype(dtype));
     initialize_randomly(model, options.seed, std);
     save_hf_checkpoint(model, temp.string());
+    for (const char* name : kTokenizerFiles) {
+      const fs::path source = fs::path(options.tokenizer) / name;
+      if (!options.tokenizer.empty() && fs::exists(source)) fs::copy_file(source, temp / name);
+    }
     if (fs::exists(out)) fs::remove_all(out);
     fs::rename(temp, out);
   } catch (...) {
@@ -90,6 +113,9 @@ void add_init_model_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--seed", options->seed, "initialisation seed")->capture_default_str();
   command->add_flag("--overwrite", options->overwrite, "replace an existing output folder");
+  command->add_option("--tokenizer", options->tokenizer,
+                      "copy this folder's tokenizer files into the model and set vocab_size, bos/eos ids to match")
+      ->check(CLI::ExistingDirectory);
   command->callback([options] { run_init_model(*options); });
 }
 
