@@ -20,6 +20,7 @@ void RoutingCapture::add(const std::string& site, const Gate& gate, const at::Te
   at::NoGradGuard no_grad;
   Record& record = sites[site];
   record.weights.push_back(gate.weights.detach().index({valid}).to(at::kCPU));
+  if (gate.probs.defined()) record.probs.push_back(gate.probs.detach().index({valid}).to(at::kCPU));
   if (gate.selected.defined()) {
     record.selected.push_back(gate.selected.index({valid}).to(at::kCPU));
   }

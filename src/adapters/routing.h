@@ -25,6 +25,7 @@ struct RoutingCapture {
   struct Record {
     std::vector<at::Tensor> weights;   // each [N_valid, n] fp32 CPU
     std::vector<at::Tensor> selected;  // each [N_valid, k] int64 CPU (empty for dense routers)
+    std::vector<at::Tensor> probs;     // each [N_valid, n] fp32 CPU: the router's distribution
   };
   std::map<std::string, Record> sites;  // keyed by router path, e.g. "model.layers.3.mlp.router"
 

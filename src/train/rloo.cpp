@@ -5,7 +5,8 @@
 
 namespace remora {
 
-RlooObjective rloo_objective(const at::Tensor& losses, const at::Tensor& log_probs) {
+RlooObjective rloo_objective(const at::Tensor& losses, const at::Tensor& log_probs,
+                             const at::Tensor& input_weights) {
   REMORA_CHECK(losses.dim() == 2 && losses.sizes() == log_probs.sizes(), "rloo: losses ",
                losses.sizes(), " and log-probabilities ", log_probs.sizes(), " must both be [M, B]");
   const int64_t M = losses.size(0);
@@ -13,7 +14,13 @@ RlooObjective rloo_objective(const at::Tensor& losses, const at::Tensor& log_pro
   at::Tensor advantage = (losses - losses.mean(0, true)).detach();  // [M, B]
   at::Tensor per_input = losses.mean(0) + (advantage / (M - 1) * log_probs).sum(0);  // [B]
   RlooObjective result;
-  result.objective = per_input.mean();
+  if (input_weights.defined()) {
+    REMORA_CHECK(input_weights.sizes() == per_input.sizes(), "rloo: input weights ", input_weights.sizes(),
+                 " do not match the ", per_input.size(0), " inputs");
+    result.objective = (per_input * input_weights).sum();
+  } else {
+    result.objective = per_input.mean();
+  }
   result.mean_loss = losses.detach().mean().item<double>();
   result.advantage_spread = advantage.std(/*unbiased=*/false).item<double>();
   return result;

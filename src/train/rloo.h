@@ -12,10 +12,13 @@ struct RlooObjective {
 };
 
 // losses L [M, B] (per routed sample m and input b, autograd-connected to the adapters) and
-// log_probs logQ [M, B] (of each sample's selections, connected to the routers). Returns
-//   mean_b [ mean_m L_mb + sum_m stopgrad((L_mb - mean_m L_mb) / (M - 1)) * logQ_mb ]
+// log_probs logQ [M, B] (of each sample's selections, connected to the routers), and optional
+// per-input weights w [B] (default 1/B; a trainer passes each input's share of the step's loss
+// tokens so the loss term is the token-normalised mean). Returns
+//   sum_b w_b [ mean_m L_mb + sum_m stopgrad((L_mb - mean_m L_mb) / (M - 1)) * logQ_mb ]
 // so one backward gives the adapters the gradient of the mean loss and the routers the unbiased
 // RLOO estimate of grad E[L]. Throws Error unless M >= 2 (no baseline otherwise) and shapes match.
-RlooObjective rloo_objective(const at::Tensor& losses, const at::Tensor& log_probs);
+RlooObjective rloo_objective(const at::Tensor& losses, const at::Tensor& log_probs,
+                             const at::Tensor& input_weights = {});
 
 }  // namespace remora

@@ -1,0 +1,27 @@
+// Grouping examples into padded batches: deterministic by seed and epoch, similar lengths together.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "train/data.h"
+
+namespace remora {
+
+// One micro-batch, right-padded. Shapes: B rows, T = longest row.
+struct Batch {
+  at::Tensor ids;          // [B, T] int64
+  at::Tensor attention;    // [B, T] int64, 1 for tokens
+  at::Tensor target_mask;  // [B, T] float, 1 where the token is predicted by the previous position
+  int64_t target_tokens = 0;
+};
+
+// The batches of one epoch as example indices: shuffled by (seed, epoch), sorted by length within
+// windows of 64 batches so padding stays small, then the batch order shuffled again.
+std::vector<std::vector<size_t>> plan_epoch(const std::vector<TrainingExample>& examples, int64_t batch_size,
+                                            uint64_t seed, int64_t epoch);
+
+Batch collate(const std::vector<TrainingExample>& examples, const std::vector<size_t>& indices, int64_t pad_id);
+
+}  // namespace remora

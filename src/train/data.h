@@ -1,0 +1,44 @@
+// Training data: JSONL in the formats people have (alpaca, chat, prompt/completion, text) turned
+// into token ids with a loss mask over the response tokens.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/recipe.h"
+
+namespace remora {
+
+struct PretrainedTokenizer;
+
+struct TrainingExample {
+  std::vector<int64_t> ids;
+  std::vector<uint8_t> target;  // 1 where ids[t] is a token the loss predicts (from ids[t - 1])
+  int64_t line = 0;             // 1-based line in the source file
+};
+
+// What loading did, so nothing is dropped silently.
+struct DatasetReport {
+  int64_t lines = 0;
+  int64_t examples = 0;
+  int64_t skipped_bad_lines = 0;  // malformed lines skipped under skip_bad_lines
+  int64_t truncated = 0;          // examples cut to max_seq_len
+  int64_t dropped_no_target = 0;  // examples left with no loss token after truncation
+  int64_t target_tokens = 0;
+};
+
+struct Dataset {
+  std::vector<TrainingExample> examples;
+  DatasetReport report;
+};
+
+// Reads `path` line by line. A malformed line (bad JSON, unknown format, missing or non-string
+// field, no chat template for chat data) is an Error naming file and line, or with
+// recipe.skip_bad_lines a counted skip with a warning on stderr.
+Dataset load_dataset(const std::string& path, const PretrainedTokenizer& tokenizer, const Recipe& recipe);
+
+// Splits off round(fraction * n) examples, chosen by seed, as validation.
+std::pair<Dataset, Dataset> split_validation(Dataset data, double fraction, uint64_t seed);
+
+}  // namespace remora

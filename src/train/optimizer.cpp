@@ -1,0 +1,61 @@
+// Optimizer construction, schedule and clipping.
+#include "train/optimizer.h"
+
+#include <cmath>
+
+namespace remora {
+
+std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<at::Tensor>& decayed,
+                                                    const std::vector<at::Tensor>& routers,
+                                                    const std::vector<at::Tensor>& not_decayed,
+                                                    const Recipe& recipe) {
+  auto options = [&](double lr, double decay) {
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(lr).betas({recipe.beta1, recipe.beta2}).eps(recipe.eps).weight_decay(decay));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  // Always three groups (possibly empty) so that saved optimizer state lines up on resume.
+  groups.emplace_back(decayed, options(recipe.lr, recipe.weight_decay));
+  groups.emplace_back(routers, options(recipe.router_lr.value_or(recipe.lr), 0.0));
+  groups.emplace_back(not_decayed, options(recipe.lr, 0.0));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(recipe.lr));
+}
+
+double lr_factor(const Recipe& recipe, int64_t step, int64_t total) {
+  if (step < recipe.warmup_steps) return static_cast<double>(step + 1) / recipe.warmup_steps;
+  const double span = std::max<int64_t>(1, total - recipe.warmup_steps);
+  const double progress = std::min(1.0, (step - recipe.warmup_steps) / span);
+  const double floor = recipe.min_lr_ratio;
+  switch (recipe.schedule) {
+    case ScheduleType::kConstant: return 1.0;
+    case ScheduleType::kLinear: return floor + (1 - floor) * (1 - progress);
+    case ScheduleType::kCosine: return floor + (1 - floor) * 0.5 * (1 + std::cos(M_PI * progress));
+  }
+  return 1.0;
+}
+
+void apply_lr(torch::optim::AdamW& optimizer, const std::vector<double>& peaks, double factor) {
+  auto& groups = optimizer.param_groups();
+  for (size_t i = 0; i < groups.size(); ++i) {
+    static_cast<torch::optim::AdamWOptions&>(groups[i].options()).lr(peaks[i] * factor);
+  }
+}
+
+double clip_gradients(const std::vector<at::Tensor>& parameters, double max_norm) {
+  std::vector<at::Tensor> norms;
+  for (const auto& p : parameters) {
+    if (p.grad().defined()) norms.push_back(p.grad().norm());
+  }
+  if (norms.empty()) return 0.0;
+  const double total = at::stack(norms).norm().item<double>();
+  if (max_norm > 0 && total > max_norm) {
+    const double scale = max_norm / (total + 1e-6);
+    at::NoGradGuard no_grad;
+    for (const auto& p : parameters) {
+      if (p.grad().defined()) p.grad().mul_(scale);
+    }
+  }
+  return total;
+}
+
+}  // namespace remora

@@ -1,0 +1,311 @@
+// Recipe loading: YAML sections, a field table with defaults and docs, command-line overrides.
+#include "train/recipe.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace remora {
+namespace {
+
+// YAML scalar/sequence/map -> JSON, guessing scalar types the way YAML 1.2 core schema does.
+nlohmann::json to_json_value(const YAML::Node& node) {
+  if (node.IsNull()) return nullptr;
+  if (node.IsSequence()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& item : node) out.push_back(to_json_value(item));
+    return out;
+  }
+  if (node.IsMap()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& item : node) out[item.first.as<std::string>()] = to_json_value(item.second);
+    return out;
+  }
+  const std::string text = node.Scalar();
+  if (node.Tag() == "!") return text;  // quoted: always a string
+  if (text == "true" || text == "false") return text == "true";
+  if (text == "null" || text == "~") return nullptr;
+  try {
+    size_t used = 0;
+    const long long integer = std::stoll(text, &used);
+    if (used == text.size()) return integer;
+    const double number = std::stod(text, &used);
+    if (used == text.size()) return number;
+  } catch (const std::exception&) {
+  }
+  return text;
+}
+
+struct Field {
+  const char* key;
+  const char* fallback;  // the default, as written in YAML
+  const char* doc;
+  std::function<void(Recipe&, const nlohmann::json&, const std::string&)> set;
+};
+
+template <typename T>
+T typed(const nlohmann::json& value, const std::string& where, const char* expected) {
+  try {
+    if constexpr (std::is_same_v<T, double>) {
+      if (!value.is_number()) throw std::runtime_error("");
+    } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      if (!value.is_number_integer()) throw std::runtime_error("");
+    }
+    return value.get<T>();
+  } catch (const std::exception&) {
+    fail(where, ": expected ", expected, ", got ", value.dump());
+  }
+}
+
+// Each setter validates its own value; `where` is "file: key".
+const std::vector<Field>& fields() {
+  static const std::vector<Field> table = {
+      {"model.path", "(required)", "Hugging Face model folder",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.model_path = typed<std::string>(v, w, "a path"); }},
+      {"model.dtype", "bfloat16", "dtype of the frozen base weights: bfloat16 or float32",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.model_dtype = typed<std::string>(v, w, "bfloat16 or float32"); }},
+      {"model.device", "cpu", "cpu, cuda or cuda:N",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.device = typed<std::string>(v, w, "a device"); }},
+      {"data.train", "(required)", "training JSONL file",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.train_file = typed<std::string>(v, w, "a path"); }},
+      {"data.validation", "\"\"", "validation JSONL file (default: hold out validation_fraction of data.train)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.validation_file = typed<std::string>(v, w, "a path"); }},
+      {"data.validation_fraction", "0.05", "share of data.train held out when there is no validation file",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.validation_fraction = typed<double>(v, w, "a number in [0, 0.5]");
+         REMORA_CHECK(r.validation_fraction >= 0 && r.validation_fraction <= 0.5, w, ": must be in [0, 0.5]");
+       }},
+      {"data.format", "auto", "auto | alpaca | chat | prompt_completion | text (auto: decided per line by its keys)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         const std::string f = typed<std::string>(v, w, "a format name");
+         static const std::map<std::string, DataFormat> names = {
+             {"auto", DataFormat::kAuto}, {"alpaca", DataFormat::kAlpaca}, {"chat", DataFormat::kChat},
+             {"prompt_completion", DataFormat::kPromptCompletion}, {"text", DataFormat::kText}};
+         const auto it = names.find(f);
+         if (it == names.end()) fail(w, ": unknown format '", f, "' (expected auto, alpaca, chat, prompt_completion or text)");
+         r.format = it->second;
+       }},
+      {"data.max_seq_len", "512", "longest example in tokens; longer ones are truncated and counted",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.max_seq_len = typed<int64_t>(v, w, "an integer >= 2");
+         REMORA_CHECK(r.max_seq_len >= 2, w, ": must be >= 2");
+       }},
+      {"data.train_on_prompt", "false", "also compute the loss on prompt tokens",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.train_on_prompt = typed<bool>(v, w, "true or false"); }},
+      {"data.skip_bad_lines", "false", "skip malformed lines with a counted warning instead of stopping",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.skip_bad_lines = typed<bool>(v, w, "true or false"); }},
+      {"train.steps", "0", "optimiser steps (0: epochs x batches per epoch / grad_accum)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.steps = typed<int64_t>(v, w, "an integer >= 0");
+         REMORA_CHECK(r.steps >= 0, w, ": must be >= 0");
+       }},
+      {"train.epochs", "1", "passes over the data when train.steps is 0",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.epochs = typed<int64_t>(v, w, "an integer >= 1");
+         REMORA_CHECK(r.epochs >= 1, w, ": must be >= 1");
+       }},
+      {"train.batch_size", "8", "examples per micro-batch (ReMix runs M x this many rows)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.batch_size = typed<int64_t>(v, w, "an integer >= 1");
+         REMORA_CHECK(r.batch_size >= 1, w, ": must be >= 1");
+       }},
+      {"train.grad_accum", "1", "micro-batches per optimiser step",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.grad_accum = typed<int64_t>(v, w, "an integer >= 1");
+         REMORA_CHECK(r.grad_accum >= 1, w, ": must be >= 1");
+       }},
+      {"train.samples", "4", "ReMix: M routed samples per input for the RLOO estimator (>= 2)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.samples = typed<int64_t>(v, w, "an integer >= 2");
+         REMORA_CHECK(r.samples >= 2, w, ": must be >= 2 (RLOO needs a leave-one-out baseline)");
+       }},
+      {"train.seed", "0", "seed for initialisation, shuffling, dropout and routing samples",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.seed = typed<uint64_t>(v, w, "a non-negative integer"); }},
+      {"train.grad_clip", "1.0", "clip the global gradient norm to this (0: off)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.grad_clip = typed<double>(v, w, "a number >= 0");
+         REMORA_CHECK(r.grad_clip >= 0, w, ": must be >= 0");
+       }},
+      {"optim.lr", "2e-4", "peak learning rate (AdamW)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.lr = typed<double>(v, w, "a positive number");
+         REMORA_CHECK(r.lr > 0, w, ": must be positive");
+       }},
+      {"optim.router_lr", "(optim.lr)", "peak learning rate of routers",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.router_lr = typed<double>(v, w, "a positive number");
+         REMORA_CHECK(*r.router_lr > 0, w, ": must be positive");
+       }},
+      {"optim.weight_decay", "0.0", "AdamW decoupled weight decay (never on routers, biases or norms)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.weight_decay = typed<double>(v, w, "a number >= 0");
+         REMORA_CHECK(r.weight_decay >= 0, w, ": must be >= 0");
+       }},
+      {"optim.beta1", "0.9", "AdamW beta1",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.beta1 = typed<double>(v, w, "a number in [0, 1)"); }},
+      {"optim.beta2", "0.999", "AdamW beta2",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.beta2 = typed<double>(v, w, "a number in [0, 1)"); }},
+      {"optim.eps", "1e-8", "AdamW epsilon",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.eps = typed<double>(v, w, "a positive number"); }},
+      {"schedule.type", "cosine", "constant | linear | cosine decay after warmup",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         const std::string t = typed<std::string>(v, w, "constant, linear or cosine");
+         if (t == "constant") r.schedule = ScheduleType::kConstant;
+         else if (t == "linear") r.schedule = ScheduleType::kLinear;
+         else if (t == "cosine") r.schedule = ScheduleType::kCosine;
+         else fail(w, ": unknown schedule '", t, "' (expected constant, linear or cosine)");
+       }},
+      {"schedule.warmup_steps", "0", "linear warmup from 0 to the peak learning rate",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.warmup_steps = typed<int64_t>(v, w, "an integer >= 0");
+         REMORA_CHECK(r.warmup_steps >= 0, w, ": must be >= 0");
+       }},
+      {"schedule.min_lr_ratio", "0.0", "learning rate at the end, as a share of the peak",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.min_lr_ratio = typed<double>(v, w, "a number in [0, 1]");
+         REMORA_CHECK(r.min_lr_ratio >= 0 && r.min_lr_ratio <= 1, w, ": must be in [0, 1]");
+       }},
+      {"output.dir", "(required)", "output folder: adapter/, checkpoints/, metrics.jsonl, recipe.json",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.output_dir = typed<std::string>(v, w, "a path"); }},
+      {"output.overwrite", "false", "replace an existing output folder (otherwise refused)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.overwrite = typed<bool>(v, w, "true or false"); }},
+      {"output.checkpoint_every", "100", "save a resumable checkpoint every N steps (0: only at the end)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.checkpoint_every = typed<int64_t>(v, w, "an integer >= 0");
+         REMORA_CHECK(r.checkpoint_every >= 0, w, ": must be >= 0");
+       }},
+      {"output.keep_last", "2", "checkpoints kept (older ones are deleted)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.keep_last = typed<int64_t>(v, w, "an integer >= 1");
+         REMORA_CHECK(r.keep_last >= 1, w, ": must be >= 1");
+       }},
+      {"log.every", "1", "write a progress line and a metrics record every N steps",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.log_every = typed<int64_t>(v, w, "an integer >= 1");
+         REMORA_CHECK(r.log_every >= 1, w, ": must be >= 1");
+       }},
+      {"eval.every", "0", "validation loss every N steps (0: only at the end)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.eval_every = typed<int64_t>(v, w, "an integer >= 0");
+         REMORA_CHECK(r.eval_every >= 0, w, ": must be >= 0");
+       }},
+      {"threads", "0", "intra-op CPU threads (0: all cores)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.threads = typed<int64_t>(v, w, "an integer >= 0");
+         REMORA_CHECK(r.threads >= 0, w, ": must be >= 0");
+       }},
+  };
+  return table;
+}
+
+// Flattens {section: {key: value}} to "section.key" -> value; adapter.* keys keep nested values.
+void flatten(const YAML::Node& root, const std::string& source, std::map<std::string, nlohmann::json>& out) {
+  if (!root.IsMap()) fail(source, ": a recipe must be a YAML mapping of sections");
+  for (const auto& section : root) {
+    const std::string name = section.first.as<std::string>();
+    if (!section.second.IsMap()) {
+      out[name] = to_json_value(section.second);
+      continue;
+    }
+    for (const auto& item : section.second) {
+      out[name + "." + item.first.as<std::string>()] = to_json_value(item.second);
+    }
+  }
+}
+
+}  // namespace
+
+Recipe Recipe::load(const std::string& path, const std::vector<std::string>& overrides) {
+  if (!std::filesystem::exists(path)) fail(path, ": recipe file does not exist");
+  std::map<std::string, nlohmann::json> values;
+  std::map<std::string, std::string> origin;  // key -> where it was set, for messages
+  try {
+    flatten(YAML::LoadFile(path), path, values);
+  } catch (const YAML::Exception& e) {
+    fail(path, ": not valid YAML (line ", e.mark.line + 1, ": ", e.msg, ")");
+  }
+  for (const auto& [key, value] : values) origin[key] = path;
+  for (const auto& assignment : overrides) {
+    const size_t equals = assignment.find('=');
+    if (equals == std::string::npos || equals == 0) {
+      fail("command line: expected key=value, got '", assignment, "'");
+    }
+    const std::string key = assignment.substr(0, equals);
+    try {
+      values[key] = to_json_value(YAML::Load(assignment.substr(equals + 1)));
+    } catch (const YAML::Exception& e) {
+      fail("command line: ", key, ": not a valid value (", e.msg, ")");
+    }
+    origin[key] = "command line";
+  }
+
+  Recipe recipe;
+  recipe.source = path;
+  nlohmann::json adapter = {{"peft_type", "REMORA"}};
+  for (const auto& [key, value] : values) {
+    const std::string where = origin[key] + ": " + key;
+    if (key.rfind("adapter.", 0) == 0) {
+      adapter[key.substr(8)] = value;
+      continue;
+    }
+    const auto& table = fields();
+    const auto field = std::find_if(table.begin(), table.end(), [&](const Field& f) { return key == f.key; });
+    if (field == table.end()) fail(origin[key], ": unknown key '", key, "' (remora train --help-recipe lists them)");
+    field->set(recipe, value, where);
+  }
+  if (adapter.value("method", "") == "full") {
+    recipe.full_finetune = true;
+  } else {
+    recipe.adapter = AdapterConfig::from_json(adapter, path + ": adapter");
+  }
+  recipe.adapter.base_model_name_or_path = recipe.model_path;
+  for (const auto& [member, key] : {std::pair{&recipe.model_path, "model.path"},
+                                    {&recipe.train_file, "data.train"},
+                                    {&recipe.output_dir, "output.dir"}}) {
+    if (member->empty()) fail(path, ": missing required key '", key, "'");
+  }
+  return recipe;
+}
+
+nlohmann::json Recipe::to_json() const {
+  static const char* schedules[] = {"constant", "linear", "cosine"};
+  static const char* formats[] = {"auto", "alpaca", "chat", "prompt_completion", "text"};
+  nlohmann::json adapter_json = full_finetune ? nlohmann::json{{"method", "full"}} : adapter.to_json();
+  return {
+      {"model", {{"path", model_path}, {"dtype", model_dtype}, {"device", device}}},
+      {"adapter", adapter_json},
+      {"data", {{"train", train_file}, {"validation", validation_file},
+                {"validation_fraction", validation_fraction}, {"format", formats[static_cast<int>(format)]},
+                {"max_seq_len", max_seq_len}, {"train_on_prompt", train_on_prompt},
+                {"skip_bad_lines", skip_bad_lines}}},
+      {"train", {{"steps", steps}, {"epochs", epochs}, {"batch_size", batch_size},
+                 {"grad_accum", grad_accum}, {"samples", samples}, {"seed", seed},
+                 {"grad_clip", grad_clip}}},
+      {"optim", {{"lr", lr}, {"router_lr", router_lr ? nlohmann::json(*router_lr) : nlohmann::json(nullptr)},
+                 {"weight_decay", weight_decay}, {"beta1", beta1}, {"beta2", beta2}, {"eps", eps}}},
+      {"schedule", {{"type", schedules[static_cast<int>(schedule)]}, {"warmup_steps", warmup_steps},
+                    {"min_lr_ratio", min_lr_ratio}}},
+      {"output", {{"dir", output_dir}, {"overwrite", overwrite}, {"checkpoint_every", checkpoint_every},
+                  {"keep_last", keep_last}}},
+      {"log", {{"every", log_every}}},
+      {"eval", {{"every", eval_every}}},
+      {"threads", threads},
+  };
+}
+
+std::string recipe_reference() {
+  std::ostringstream out;
+  for (const auto& f : fields()) out << "  " << f.key << " (" << f.fallback << "): " << f.doc << "\n";
+  out << "  adapter.* : adapter_config.json keys (method: lora | rslora | molora | topk | hydra | remix | "
+         "smora | full, r, lora_alpha, lora_dropout, target_modules, num_experts, top_k, routing, "
+         "omega_type, omega_alpha, balance_loss_coef, smora_bias_rate, rank_partition, method_pattern, "
+         "layer_num_experts, router_init_std, sample_at_inference)\n";
+  return out.str();
+}
+
+}  // namespace remora

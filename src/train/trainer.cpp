@@ -1,0 +1,316 @@
+// The training loop: data, model and adapter set-up, micro-batches, RLOO, optimizer, checkpoints.
+#include "train/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <sys/resource.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "adapters/adapter_io.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/file_util.h"
+#include "eval/routing_stats.h"
+#include "model/loader.h"
+#include "tokenizer/pretrained.h"
+#include "train/batching.h"
+#include "train/checkpoint.h"
+#include "train/data.h"
+#include "train/optimizer.h"
+#include "train/progress.h"
+#include "train/rloo.h"
+
+namespace remora {
+namespace {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int signal) { g_stop_signal = signal; }
+
+// Loss sums of one micro-batch forward. Shapes: R rows (B, or M B for ReMix), T tokens.
+struct MicroBatchLoss {
+  at::Tensor row_sums;    // [R] sum of target-token cross-entropies per row (autograd-connected)
+  at::Tensor row_tokens;  // [R] target tokens per row
+};
+
+MicroBatchLoss forward_loss(CausalLM& model, const at::Tensor& ids, const at::Tensor& attention,
+                            const at::Tensor& target_mask) {
+  const auto device = model.options().device();
+  at::Tensor logits = model.forward(ids.to(device), attention.to(device));  // [R, T, V] fp32
+  const int64_t R = ids.size(0), T = ids.size(1);
+  at::Tensor token_loss = at::cross_entropy_loss(logits.narrow(1, 0, T - 1).reshape({-1, logits.size(-1)}),
+                                                 ids.narrow(1, 1, T - 1).reshape({-1}).to(device), {},
+                                                 at::Reduction::None)
+                              .view({R, T - 1});
+  at::Tensor weights = target_mask.narrow(1, 1, T - 1).to(device);
+  return {(token_loss * weights).sum(1), weights.sum(1)};
+}
+
+// Mean cross-entropy per target token over `data`, routers deterministic.
+double validation_loss(CausalLM& model, AdaptedModel* adapted, const Dataset& data, int64_t batch_size,
+                       int64_t pad_id) {
+  if (data.examples.empty()) return std::nan("");
+  if (adapted) adapted->set_training(false);
+  model.eval();
+  at::NoGradGuard no_grad;
+  double total = 0, tokens = 0;
+  std::vector<size_t> order(data.examples.size());
+  std::iota(order.begin(), order.end(), 0);
+  for (size_t start = 0; start < order.size(); start += batch_size) {
+    std::vector<size_t> indices(order.begin() + start, order.begin() + std::min(order.size(), start + batch_size));
+    Batch batch = collate(data.examples, indices, pad_id);
+    MicroBatchLoss loss = forward_loss(model, batch.ids, batch.attention, batch.target_mask);
+    total += loss.row_sums.sum().item<double>();
+    tokens += loss.row_tokens.sum().item<double>();
+  }
+  if (adapted) adapted->set_training(true);
+  model.train();
+  return total / std::max(1.0, tokens);
+}
+
+double peak_resident_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;
+}
+
+// metrics.jsonl keeps only the records up to `step` (what a resumed run continues from).
+void truncate_metrics(const fs::path& path, int64_t step) {
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    const auto record = nlohmann::json::parse(line, nullptr, false);
+    if (!record.is_discarded() && record.value("step", int64_t{0}) <= step) kept += line + "\n";
+  }
+  write_text_file_atomically(path.string(), kept);
+}
+
+}  // namespace
+
+int run_training(const Recipe& recipe, bool resume) {
+  at::set_num_threads(recipe.threads > 0 ? static_cast<int>(recipe.threads)
+                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  const fs::path out(recipe.output_dir);
+  std::optional<std::string> checkpoint;
+  if (resume) {
+    checkpoint = latest_checkpoint(recipe.output_dir);
+    if (!checkpoint) fail(recipe.output_dir, ": no checkpoint to resume from");
+  } else if (fs::exists(out) && !fs::is_empty(out)) {
+    if (!recipe.overwrite) fail(recipe.output_dir, ": already exists (set output.overwrite=true or pass --resume)");
+    fs::remove_all(out);
+  }
+
+  // Data.
+  const PretrainedTokenizer tokenizer = PretrainedTokenizer::load(recipe.model_path);
+  Dataset train = load_dataset(recipe.train_file, tokenizer, recipe);
+  Dataset validation;
+  if (!recipe.validation_file.empty()) {
+    validation = load_dataset(recipe.validation_file, tokenizer, recipe);
+  } else if (recipe.validation_fraction > 0 && train.examples.size() > 1) {
+    std::tie(train, validation) = split_validation(std::move(train), recipe.validation_fraction, recipe.seed);
+  }
+  const DatasetReport& report = train.report;
+  std::cerr << "data: " << train.examples.size() << " training and " << validation.examples.size()
+            << " validation examples from " << report.lines << " lines; " << report.truncated
+            << " truncated to " << recipe.max_seq_len << " tokens, " << report.dropped_no_target
+            << " dropped (no response token left), " << report.skipped_bad_lines << " bad lines skipped\n";
+
+  // Model and adapter. Full fine-tuning keeps fp32 weights (they are the optimizer's master copy).
+  const c10::ScalarType dtype =
+      recipe.full_finetune ? at::kFloat : parse_compute_dtype(recipe.model_dtype, recipe.source + ": model.dtype");
+  const c10::Device device = parse_device(recipe.device);
+  std::shared_ptr<CausalLM> model =
+      load_causal_lm(checkpoint && recipe.full_finetune ? *checkpoint + "/model" : recipe.model_path, dtype, device);
+  const ModelConfig& config = model->config();
+  const int64_t pad_id = config.pad_token_id.value_or(config.eos_token_ids.empty() ? 0 : config.eos_token_ids[0]);
+  std::unique_ptr<AdaptedModel> adapted;
+  std::vector<at::Tensor> decayed, routers, not_decayed;
+  if (recipe.full_finetune) {
+    for (auto& item : model->named_parameters()) {
+      item.value().set_requires_grad(true);
+      (item.value().dim() >= 2 ? decayed : not_decayed).push_back(item.value());
+    }
+  } else {
+    adapted = checkpoint ? load_adapter(model, *checkpoint + "/adapter")
+                         : std::make_unique<AdaptedModel>(model, recipe.adapter, recipe.seed);
+    decayed = adapted->adapter_parameters();
+    routers = adapted->router_parameters();
+    adapted->set_training(true);
+  }
+  model->train();
+  const bool remix = adapted && adapted->config().method == AdapterMethod::kRemix;
+  const int64_t samples = remix ? recipe.samples : 1;
+
+  auto optimizer = make_optimizer(decayed, routers, not_decayed, recipe);
+  const std::vector<double> peaks = {recipe.lr, recipe.router_lr.value_or(recipe.lr), recipe.lr};
+  std::vector<at::Tensor> trainable = decayed;
+  trainable.insert(trainable.end(), routers.begin(), routers.end());
+  trainable.insert(trainable.end(), not_decayed.begin(), not_decayed.end());
+
+  at::Generator routing_generator = at::make_generator<at::CPUGeneratorImpl>(recipe.seed + 1);
+  if (adapted) adapted->routing().generator = routing_generator;
+  at::manual_seed(recipe.seed + 2);  // dropout
+  TrainingProgress progress;
+  const fs::path metrics_path = out / "metrics.jsonl";
+  if (checkpoint) {
+    progress = read_checkpoint(*checkpoint, *optimizer, routing_generator);
+    truncate_metrics(metrics_path, progress.step);
+    std::cerr << "resuming from " << *checkpoint << " at step " << progress.step << "\n";
+  } else {
+    fs::create_directories(out);
+    write_text_file_atomically((out / "recipe.json").string(), recipe.to_json().dump(2) + "\n");
+  }
+
+  // Steps.
+  auto plan = plan_epoch(train.examples, recipe.batch_size, recipe.seed, progress.epoch);
+  const int64_t batches_per_epoch = static_cast<int64_t>(plan.size());
+  const int64_t total_steps =
+      recipe.steps > 0 ? recipe.steps : std::max<int64_t>(1, recipe.epochs * batches_per_epoch / recipe.grad_accum);
+  std::ofstream metrics(metrics_path, std::ios::app);
+  ProgressDisplay display(total_steps);
+  g_stop_signal = 0;
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  auto save = [&] {
+    write_checkpoint(recipe.output_dir, adapted.get(), *model, *optimizer, progress, routing_generator,
+                     recipe.keep_last);
+  };
+
+  const double seconds_before = progress.seconds;
+  const auto started = Clock::now();
+  int64_t tokens_at_start = progress.tokens;
+  while (progress.step < total_steps) {
+    const auto step_start = Clock::now();
+    std::vector<Batch> micro;
+    for (int64_t i = 0; i < recipe.grad_accum; ++i) {
+      if (progress.batch_in_epoch >= static_cast<int64_t>(plan.size())) {
+        progress.epoch++;
+        progress.batch_in_epoch = 0;
+        plan = plan_epoch(train.examples, recipe.batch_size, recipe.seed, progress.epoch);
+      }
+      micro.push_back(collate(train.examples, plan[progress.batch_in_epoch++], pad_id));
+    }
+    // The step's loss is normalised by all its target tokens, not per micro-batch.
+    double step_targets = 0;
+    for (const auto& b : micro) step_targets += b.target_tokens;
+    const bool log_now = (progress.step + 1) % recipe.log_every == 0 || progress.step + 1 == total_steps;
+    RoutingCapture capture;
+    double loss_sum = 0, advantage_spread = 0;
+    int64_t step_tokens = 0;
+    for (size_t i = 0; i < micro.size(); ++i) {
+      const Batch& batch = micro[i];
+      step_tokens += batch.attention.sum().item<int64_t>();
+      if (adapted) {
+        adapted->routing().reset();
+        adapted->routing().capture = (log_now && i == 0) ? &capture : nullptr;
+      }
+      // ReMix: the M routed samples of each input are rows of one batch (row m B + b = input b).
+      MicroBatchLoss loss = forward_loss(*model, batch.ids.repeat({samples, 1}), batch.attention.repeat({samples, 1}),
+                                         batch.target_mask.repeat({samples, 1}));
+      at::Tensor objective;
+      if (remix) {
+        const int64_t B = batch.ids.size(0);
+        at::Tensor sums = loss.row_sums.view({samples, B});
+        at::Tensor tokens = loss.row_tokens.view({samples, B})[0];
+        RlooObjective rloo = rloo_objective(sums / tokens.clamp_min(1), adapted->routing().log_prob.view({samples, B}),
+                                            tokens / step_targets);
+        objective = rloo.objective;
+        advantage_spread += rloo.advantage_spread / micro.size();
+        loss_sum += sums.sum().item<double>() / samples;
+      } else {
+        objective = loss.row_sums.sum() / step_targets;
+        loss_sum += loss.row_sums.sum().item<double>();
+      }
+      if (adapted && adapted->routing().aux_loss.defined()) {
+        objective = objective + adapted->routing().aux_loss / static_cast<double>(micro.size());
+      }
+      objective.backward();
+    }
+    if (adapted) adapted->routing().capture = nullptr;
+    const double step_loss = loss_sum / step_targets;
+    if (!std::isfinite(step_loss)) {
+      display.finish();
+      fail("step ", progress.step + 1, ": the loss is ", step_loss,
+           "; stopping (the last good checkpoint is kept; lower optim.lr or check the data)");
+    }
+    const double grad_norm = clip_gradients(trainable, recipe.grad_clip);
+    const double lr_scale = lr_factor(recipe, progress.step, total_steps);
+    apply_lr(*optimizer, peaks, lr_scale);
+    optimizer->step();
+    optimizer->zero_grad();
+    progress.step++;
+    progress.tokens += step_tokens;
+    progress.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - started).count();
+    const double step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
+    const double run_tokens_per_second =
+        (progress.tokens - tokens_at_start) / std::max(1e-9, progress.seconds - seconds_before);
+
+    if (log_now) {
+      nlohmann::json record = {{"step", progress.step}, {"loss", step_loss}, {"lr", peaks[0] * lr_scale},
+                               {"grad_norm", grad_norm}, {"tokens", step_tokens},
+                               {"tokens_per_second", step_tokens / std::max(1e-9, step_seconds)},
+                               {"elapsed", progress.seconds}};
+      if (remix) record["advantage_spread"] = advantage_spread;
+      if (!capture.sites.empty()) {
+        nlohmann::json layers = nlohmann::json::array();
+        double entropy = 0;
+        const auto stats = routing_stats(capture);
+        for (const auto& s : stats) {
+          layers.push_back({{"site", s.site}, {"mean_ess", s.mean_ess}, {"load", s.load}});
+          entropy += s.entropy / stats.size();
+        }
+        record["routing"] = layers;
+        record["router_entropy"] = entropy;
+      }
+      metrics << record.dump() << "\n" << std::flush;
+      display.update(progress.step, step_loss, peaks[0] * lr_scale, run_tokens_per_second, progress.seconds);
+    }
+    if (recipe.eval_every > 0 && progress.step % recipe.eval_every == 0 && progress.step < total_steps) {
+      const double value = validation_loss(*model, adapted.get(), validation, recipe.batch_size, pad_id);
+      metrics << nlohmann::json{{"step", progress.step}, {"validation_loss", value}}.dump() << "\n" << std::flush;
+      display.message("step " + std::to_string(progress.step) + ": validation loss " + std::to_string(value));
+    }
+    const bool stop = g_stop_signal != 0;
+    if ((recipe.checkpoint_every > 0 && progress.step % recipe.checkpoint_every == 0) || stop) save();
+    if (stop) {
+      display.message("stopped by signal " + std::to_string(g_stop_signal.load()) + " at step " +
+                      std::to_string(progress.step) + "; checkpoint saved, continue with --resume");
+      return 130;
+    }
+  }
+  display.finish();
+  save();
+
+  // Final outputs.
+  const double value = validation_loss(*model, adapted.get(), validation, recipe.batch_size, pad_id);
+  metrics << nlohmann::json{{"step", progress.step}, {"validation_loss", value}}.dump() << "\n" << std::flush;
+  if (adapted) {
+    save_adapter(*adapted, (out / "adapter").string(), /*overwrite=*/true);
+  } else {
+    const fs::path model_dir = out / "model";
+    fs::remove_all(model_dir);
+    fs::create_directories(model_dir);
+    save_hf_checkpoint(*model, model_dir.string());
+    for (const char* name : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}) {
+      const fs::path source = fs::path(recipe.model_path) / name;
+      if (fs::exists(source)) fs::copy_file(source, model_dir / name, fs::copy_options::overwrite_existing);
+    }
+  }
+  const double run_seconds = progress.seconds - seconds_before;
+  std::cerr << "done: " << progress.step << " steps in " << run_seconds << " s this run, "
+            << (progress.tokens - tokens_at_start) / std::max(1e-9, run_seconds) << " tokens/s, peak memory "
+            << peak_resident_mib() << " MiB; validation loss " << value << "; wrote "
+            << (out / (adapted ? "adapter" : "model")).string() << "\n";
+  return 0;
+}
+
+}  // namespace remora
