@@ -25,7 +25,7 @@
 #include "train/data.h"
 #include "train/optimizer.h"
 #include "train/progress.h"
-#include "train/rloo.h"
+#include "train/objective.h"
 
 namespace remora {
 namespace {
@@ -34,25 +34,6 @@ using Clock = std::chrono::steady_clock;
 
 std::atomic<int> g_stop_signal{0};
 extern "C" void on_stop_signal(int signal) { g_stop_signal = signal; }
-
-// Loss sums of one micro-batch forward. Shapes: R rows (B, or M B for ReMix), T tokens.
-struct MicroBatchLoss {
-  at::Tensor row_sums;    // [R] sum of target-token cross-entropies per row (autograd-connected)
-  at::Tensor row_tokens;  // [R] target tokens per row
-};
-
-MicroBatchLoss forward_loss(CausalLM& model, const at::Tensor& ids, const at::Tensor& attention,
-                            const at::Tensor& target_mask) {
-  const auto device = model.options().device();
-  at::Tensor logits = model.forward(ids.to(device), attention.to(device));  // [R, T, V] fp32
-  const int64_t R = ids.size(0), T = ids.size(1);
-  at::Tensor token_loss = at::cross_entropy_loss(logits.narrow(1, 0, T - 1).reshape({-1, logits.size(-1)}),
-                                                 ids.narrow(1, 1, T - 1).reshape({-1}).to(device), {},
-                                                 at::Reduction::None)
-                              .view({R, T - 1});
-  at::Tensor weights = target_mask.narrow(1, 1, T - 1).to(device);
-  return {(token_loss * weights).sum(1), weights.sum(1)};
-}
 
 // Mean cross-entropy per target token over `data`, routers deterministic.
 double validation_loss(CausalLM& model, AdaptedModel* adapted, const Dataset& data, int64_t batch_size,
@@ -67,9 +48,9 @@ double validation_loss(CausalLM& model, AdaptedModel* adapted, const Dataset& da
   for (size_t start = 0; start < order.size(); start += batch_size) {
     std::vector<size_t> indices(order.begin() + start, order.begin() + std::min(order.size(), start + batch_size));
     Batch batch = collate(data.examples, indices, pad_id);
-    MicroBatchLoss loss = forward_loss(model, batch.ids, batch.attention, batch.target_mask);
-    total += loss.row_sums.sum().item<double>();
-    tokens += loss.row_tokens.sum().item<double>();
+    auto [sums, counts] = row_losses(model, batch.ids, batch.attention, batch.target_mask);
+    total += sums.sum().item<double>();
+    tokens += counts.sum().item<double>();
   }
   if (adapted) adapted->set_training(true);
   model.train();
@@ -148,7 +129,6 @@ int run_training(const Recipe& recipe, bool resume) {
   }
   model->train();
   const bool remix = adapted && adapted->config().method == AdapterMethod::kRemix;
-  const int64_t samples = remix ? recipe.samples : 1;
 
   auto optimizer = make_optimizer(decayed, routers, not_decayed, recipe);
   const std::vector<double> peaks = {recipe.lr, recipe.router_lr.value_or(recipe.lr), recipe.lr};
@@ -209,31 +189,12 @@ int run_training(const Recipe& recipe, bool resume) {
     for (size_t i = 0; i < micro.size(); ++i) {
       const Batch& batch = micro[i];
       step_tokens += batch.attention.sum().item<int64_t>();
-      if (adapted) {
-        adapted->routing().reset();
-        adapted->routing().capture = (log_now && i == 0) ? &capture : nullptr;
-      }
-      // ReMix: the M routed samples of each input are rows of one batch (row m B + b = input b).
-      MicroBatchLoss loss = forward_loss(*model, batch.ids.repeat({samples, 1}), batch.attention.repeat({samples, 1}),
-                                         batch.target_mask.repeat({samples, 1}));
-      at::Tensor objective;
-      if (remix) {
-        const int64_t B = batch.ids.size(0);
-        at::Tensor sums = loss.row_sums.view({samples, B});
-        at::Tensor tokens = loss.row_tokens.view({samples, B})[0];
-        RlooObjective rloo = rloo_objective(sums / tokens.clamp_min(1), adapted->routing().log_prob.view({samples, B}),
-                                            tokens / step_targets);
-        objective = rloo.objective;
-        advantage_spread += rloo.advantage_spread / micro.size();
-        loss_sum += sums.sum().item<double>() / samples;
-      } else {
-        objective = loss.row_sums.sum() / step_targets;
-        loss_sum += loss.row_sums.sum().item<double>();
-      }
-      if (adapted && adapted->routing().aux_loss.defined()) {
-        objective = objective + adapted->routing().aux_loss / static_cast<double>(micro.size());
-      }
-      objective.backward();
+      if (adapted) adapted->routing().capture = (log_now && i == 0) ? &capture : nullptr;
+      MicroBatchObjective objective =
+          micro_batch_objective(*model, adapted.get(), batch, step_targets, recipe.samples, static_cast<int64_t>(micro.size()));
+      loss_sum += objective.loss_sum;
+      advantage_spread += objective.advantage_spread / micro.size();
+      objective.objective.backward();
     }
     if (adapted) adapted->routing().capture = nullptr;
     const double step_loss = loss_sum / step_targets;
