@@ -8,6 +8,16 @@
 
 namespace remora {
 
+namespace {
+
+// Router weights ~ N(0, std) from the adapter's own generator.
+void initialize_router(Router& router, double std, at::Generator& generator) {
+  at::NoGradGuard no_grad;
+  for (auto& p : router.parameters()) p.normal_(0.0, std, generator);
+}
+
+}  // namespace
+
 std::string saved_tensor_name(const std::string& module_path, const std::string& suffix) {
   return "base_model.model." + module_path + "." + suffix;
 }
@@ -22,8 +32,18 @@ AdaptedModel::AdaptedModel(std::shared_ptr<CausalLM> base, AdapterConfig config,
          " entries, the model has ", mc.num_layers, " layers");
   }
   for (auto& p : model_->parameters()) p.set_requires_grad(false);
-  // Adapter initialisation is reproducible from `seed` whatever else used the default generator.
-  at::manual_seed(seed);
+  try {
+    attach(seed);
+  } catch (...) {
+    detach();
+    throw;
+  }
+  set_training(false);
+}
+
+void AdaptedModel::attach(uint64_t seed) {
+  const ModelConfig& mc = model_->config();
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
 
   for (int64_t i = 0; i < mc.num_layers; ++i) {
     auto layer = model_->model->layers[i]->as<DecoderLayer>();
@@ -52,24 +72,29 @@ AdaptedModel::AdaptedModel(std::shared_ptr<CausalLM> base, AdapterConfig config,
           block_experts = spec->num_experts;
           if (!block_routing) {
             auto router = make_router(*spec, config_, mc.hidden_size);
+            initialize_router(*router, config_.router_init_std, generator);
             router->to(base_linear->weight.device());
             block->register_module("router", router);
+            registered_routers_.push_back(block);
             block_routing = std::make_shared<BlockRouting>(router, config_.routing, &state_,
                                                            block_path + ".router");
             block_routers_.push_back(block_routing);
           }
         } else if (is_routed(spec->method)) {
           own_router = make_router(*spec, config_, base_linear->in_features());
+          initialize_router(*own_router, config_.router_init_std, generator);
           own_router->to(base_linear->weight.device());
         }
         auto adapted = std::make_shared<RoutedLoraLinear>(
             base_linear, *spec, adapter_scale(*spec), config_.lora_dropout, own_router,
-            routes_per_block(spec->method) ? block_routing : nullptr, &state_, path);
+            routes_per_block(spec->method) ? block_routing : nullptr, &state_, path, generator);
         block->replace_projection(name, adapted);
+        slots_.emplace_back(block, name);
         adapted_.push_back(adapted);
         adapted_here = true;
       }
       if (adapted_here) {
+        hooked_blocks_.push_back(block);
         // Every adapted block tells the routers which tokens are real; block routers decide here.
         block->input_hook = [state = &state_, routing = block_routing](const at::Tensor& x,
                                                                        const ForwardContext& context) {
@@ -77,7 +102,6 @@ AdaptedModel::AdaptedModel(std::shared_ptr<CausalLM> base, AdapterConfig config,
           state->past = context.past;
           if (routing) routing->on_block_input(x, context);
         };
-        hooked_blocks_.push_back(block);
       }
     }
   }
@@ -87,12 +111,21 @@ AdaptedModel::AdaptedModel(std::shared_ptr<CausalLM> base, AdapterConfig config,
     fail("adapter config: target_modules ", config_.target_modules.dump(),
          " matches no projection of this ", mc.model_type, " model (e.g. model.layers.0.self_attn.q_proj)");
   }
-  set_training(false);
 }
 
-AdaptedModel::~AdaptedModel() {
-  // The hooks point at this object's routing state; the model may outlive it.
+AdaptedModel::~AdaptedModel() { detach(); }
+
+void AdaptedModel::detach() {
+  for (const auto& [block, name] : slots_) {
+    if (auto routed = std::dynamic_pointer_cast<RoutedLoraLinear>(block->projection(name))) {
+      block->replace_projection(name, routed->base);
+    }
+  }
+  for (auto& block : registered_routers_) block->unregister_module("router");
   for (auto& block : hooked_blocks_) block->input_hook = nullptr;
+  slots_.clear();
+  registered_routers_.clear();
+  hooked_blocks_.clear();
 }
 
 std::vector<at::Tensor> AdaptedModel::adapter_parameters() const {

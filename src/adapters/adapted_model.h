@@ -18,9 +18,14 @@ class AdaptedModel {
   // Replaces every projection `config` targets with a RoutedLoraLinear (fresh PEFT-style init:
   // B = 0, so the model still equals the base), adds block routers, and freezes the base. The
   // adapter lives on the base's device in fp32. Throws Error if nothing matches, or if
-  // layer_num_experts does not have one entry per layer. Initialisation draws from `seed`.
+  // layer_num_experts does not have one entry per layer, leaving the base as it was. Initialisation
+  // draws from a generator seeded with `seed` (the global generators are not touched).
   AdaptedModel(std::shared_ptr<CausalLM> base, AdapterConfig config, uint64_t seed = 0);
+  // Puts the base model back as it was (plain Linears, no routers, no hooks): adapted layers never
+  // outlive the routing state they point to.
   ~AdaptedModel();
+  AdaptedModel(const AdaptedModel&) = delete;
+  AdaptedModel& operator=(const AdaptedModel&) = delete;
 
   CausalLM& model() { return *model_; }
   std::shared_ptr<CausalLM> model_ptr() { return model_; }
@@ -50,6 +55,13 @@ class AdaptedModel {
   std::vector<std::shared_ptr<RoutedLoraLinear>> adapted_;
   std::vector<std::shared_ptr<BlockRouting>> block_routers_;
   std::vector<std::shared_ptr<ProjectionBlock>> hooked_blocks_;
+  // Where each adapted layer sits, to put the base Linear back.
+  std::vector<std::pair<std::shared_ptr<ProjectionBlock>, std::string>> slots_;
+
+  std::vector<std::shared_ptr<ProjectionBlock>> registered_routers_;
+
+  void attach(uint64_t seed);
+  void detach();
 };
 
 // The name a tensor has in adapter_model.safetensors: "base_model.model." + module path + suffix.

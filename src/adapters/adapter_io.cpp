@@ -1,8 +1,6 @@
 // Saving, loading and merging adapters.
 #include "adapters/adapter_io.h"
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <set>
 
@@ -26,25 +24,15 @@ AdapterConfig read_adapter_config(const std::string& dir) {
 }
 
 void save_adapter(const AdaptedModel& adapted, const std::string& dir, bool overwrite) {
-  const fs::path out(dir);
-  if (fs::exists(out) && !overwrite) fail(dir, ": already exists (pass --overwrite to replace it)");
-  const fs::path temp = out.string() + ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(temp);
-  fs::create_directories(temp);
-  try {
-    write_text_file_atomically((temp / "adapter_config.json").string(),
+  replace_folder_atomically(dir, overwrite, [&](const std::string& temp) {
+    write_text_file_atomically((fs::path(temp) / "adapter_config.json").string(),
                                adapted.config().to_json().dump(2) + "\n");
     std::vector<std::pair<std::string, at::Tensor>> tensors;
     for (const auto& [name, tensor] : adapted.named_tensors()) {
       tensors.emplace_back(name, tensor.detach().to(at::kFloat));
     }
-    write_safetensors((temp / "adapter_model.safetensors").string(), tensors);
-    if (fs::exists(out)) fs::remove_all(out);
-    fs::rename(temp, out);
-  } catch (...) {
-    fs::remove_all(temp);
-    throw;
-  }
+    write_safetensors((fs::path(temp) / "adapter_model.safetensors").string(), tensors);
+  });
 }
 
 std::unique_ptr<AdaptedModel> load_adapter(std::shared_ptr<CausalLM> base, const std::string& dir) {

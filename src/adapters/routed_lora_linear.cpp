@@ -20,7 +20,7 @@ double adapter_scale(const ModuleAdapterSpec& spec) {
 RoutedLoraLinear::RoutedLoraLinear(std::shared_ptr<Linear> base_layer, const ModuleAdapterSpec& spec,
                                    double scale, double dropout, std::shared_ptr<Router> own_router,
                                    std::shared_ptr<BlockRouting> block, RoutingState* state,
-                                   std::string path)
+                                   std::string path, std::optional<at::Generator> generator)
     : spec_(spec), scale_(scale), dropout_(dropout), block_(std::move(block)), state_(state),
       path_(std::move(path)) {
   base = register_module("base_layer", std::move(base_layer));
@@ -30,8 +30,13 @@ RoutedLoraLinear::RoutedLoraLinear(std::shared_ptr<Linear> base_layer, const Mod
   // PEFT's init: A ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(d_in), 1/sqrt(d_in)), B = 0, so the
   // adapted model starts equal to the base.
   const double bound = 1.0 / std::sqrt(static_cast<double>(d_in));
-  lora_A = register_parameter(
-      "lora_A", at::empty({shares_a() ? spec.rank : width, d_in}, options).uniform_(-bound, bound));
+  at::Tensor a = at::empty({shares_a() ? spec.rank : width, d_in}, at::kFloat);
+  if (generator) {
+    a.uniform_(-bound, bound, *generator);
+  } else {
+    a.uniform_(-bound, bound);
+  }
+  lora_A = register_parameter("lora_A", a.to(options.device()));
   lora_B = register_parameter("lora_B", at::zeros({d_out, width}, options));
   if (own_router) router = register_module("router", std::move(own_router));
 }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "adapters/adapter_config.h"
@@ -25,7 +26,8 @@ class RoutedLoraLinear : public Projection {
   // shared decision (block-scoped methods) or nullptr; plain LoRA has neither.
   RoutedLoraLinear(std::shared_ptr<Linear> base, const ModuleAdapterSpec& spec, double scale,
                    double dropout, std::shared_ptr<Router> router,
-                   std::shared_ptr<BlockRouting> block, RoutingState* state, std::string path);
+                   std::shared_ptr<BlockRouting> block, RoutingState* state, std::string path,
+                   std::optional<at::Generator> generator = std::nullopt);
 
   at::Tensor forward(const at::Tensor& x) override;
   int64_t in_features() const override { return base->in_features(); }

@@ -78,7 +78,7 @@ void run_bench(const BenchOptions& options) {
     const double reference = model->options().dtype() == at::kFloat ? fp32 : bf16;
     at::Tensor ids = at::randint(config.vocab_size, {options.batch, options.tokens}, at::kLong);
     const double prefill_seconds =
-        seconds_per_call([&] { model->forward(ids, {}); }, options.min_seconds);
+        seconds_per_call([&] { model->forward(ids, {}).sum().item<float>(); }, options.min_seconds);  // .item() waits for a GPU
     const double tokens = static_cast<double>(options.batch * options.tokens);
     // Average context of a causal prefill is about half the sequence.
     const double prefill_flops = tokens * forward_flops_per_token(config, options.tokens / 2);
@@ -89,7 +89,8 @@ void run_bench(const BenchOptions& options) {
     generation.max_new_tokens = options.new_tokens;
     std::vector<std::vector<int64_t>> prompts(options.batch);
     for (int64_t r = 0; r < options.batch; ++r) {
-      prompts[r] = std::vector<int64_t>(ids[r].data_ptr<int64_t>(), ids[r].data_ptr<int64_t>() + 16);
+      const int64_t prompt = std::min<int64_t>(16, options.tokens);
+      prompts[r] = std::vector<int64_t>(ids[r].data_ptr<int64_t>(), ids[r].data_ptr<int64_t>() + prompt);
     }
     const double decode_seconds =
         seconds_per_call([&] { generate(*model, prompts, generation); }, options.min_seconds);

@@ -7,6 +7,7 @@
 #include "cli/common.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "model/loader.h"
 #include "model/presets.h"
 #include "tokenizer/pretrained.h"
@@ -62,32 +63,17 @@ void run_init_model(const InitModelOptions& options) {
   const c10::ScalarType dtype = parse_compute_dtype(options.dtype);
   const double std = json.value("initializer_range", 0.02);
 
-  const fs::path out(options.out);
-  if (fs::exists(out) && !options.overwrite) {
-    fail(options.out, ": already exists (pass --overwrite to replace it)");
-  }
-  // Build the whole folder under a temporary name, then move it into place.
-  const fs::path temp = out.string() + ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(temp);
-  fs::create_directories(temp);
-  try {
+  int64_t parameters = 0;
+  replace_folder_atomically(options.out, options.overwrite, [&](const std::string& temp) {
     CausalLM model(config, at::TensorOptions().dtype(dtype));
     initialize_randomly(model, options.seed, std);
-    save_hf_checkpoint(model, temp.string());
+    save_hf_checkpoint(model, temp);
     for (const char* name : kTokenizerFiles) {
       const fs::path source = fs::path(options.tokenizer) / name;
-      if (!options.tokenizer.empty() && fs::exists(source)) fs::copy_file(source, temp / name);
+      if (!options.tokenizer.empty() && fs::exists(source)) fs::copy_file(source, fs::path(temp) / name);
     }
-    if (fs::exists(out)) fs::remove_all(out);
-    fs::rename(temp, out);
-  } catch (...) {
-    fs::remove_all(temp);
-    throw;
-  }
-  int64_t parameters = 0;
-  for (const auto& p : CausalLM(config, at::TensorOptions().dtype(dtype)).parameters()) {
-    parameters += p.numel();
-  }
+    for (const auto& p : model.parameters()) parameters += p.numel();
+  });
   std::cout << "wrote " << options.out << ": " << config.model_type << ", " << parameters
             << " parameters, " << options.dtype << "\n";
 }

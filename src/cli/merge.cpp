@@ -1,6 +1,4 @@
 // `remora merge`: fold a LoRA / rsLoRA adapter into its base and write a plain HF checkpoint.
-#include <unistd.h>
-
 #include <filesystem>
 #include <iostream>
 
@@ -8,6 +6,7 @@
 #include "cli/common.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "model/loader.h"
 
 namespace remora {
@@ -33,8 +32,9 @@ void run_merge(const MergeOptions& options) {
   auto base = load_causal_lm(options.model, dtype);
   auto adapted = load_adapter(base, options.adapter);
 
-  const fs::path out(options.out);
-  if (fs::exists(out) && !options.overwrite) fail(options.out, ": already exists (pass --overwrite to replace it)");
+  if (fs::exists(options.out) && !options.overwrite) {
+    fail(options.out, ": already exists (pass --overwrite to replace it)");  // before the slow part
+  }
   // A probe sequence shows how much the stored dtype's rounding moved the logits.
   at::NoGradGuard no_grad;
   const int64_t probe_length = std::min<int64_t>(32, config.vocab_size);
@@ -43,21 +43,13 @@ void run_merge(const MergeOptions& options) {
   merge_into_base(*adapted);
   at::Tensor after = base->forward(probe, {});
 
-  const fs::path temp = out.string() + ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(temp);
-  fs::create_directories(temp);
-  try {
-    save_hf_checkpoint(*base, temp.string());
+  replace_folder_atomically(options.out, options.overwrite, [&](const std::string& temp) {
+    save_hf_checkpoint(*base, temp);
     for (const char* name : kCompanionFiles) {
       const fs::path source = fs::path(options.model) / name;
-      if (fs::exists(source)) fs::copy_file(source, temp / name, fs::copy_options::overwrite_existing);
+      if (fs::exists(source)) fs::copy_file(source, fs::path(temp) / name, fs::copy_options::overwrite_existing);
     }
-    if (fs::exists(out)) fs::remove_all(out);
-    fs::rename(temp, out);
-  } catch (...) {
-    fs::remove_all(temp);
-    throw;
-  }
+  });
   std::cout << "merged " << adapted->adapted().size() << " adapted projections into " << options.out
             << " (" << torch_dtype_name(dtype) << "); max |logit change| from merging on a "
             << probe_length << "-token probe: " << (after - before).abs().max().item<double>() << "\n";

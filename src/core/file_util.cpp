@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -43,6 +44,25 @@ void write_file_atomically(const std::string& path, const std::function<void(std
   if (std::rename(temp.c_str(), path.c_str()) != 0) {
     std::remove(temp.c_str());
     fail(path, ": cannot rename temporary file into place (", std::strerror(errno), ")");
+  }
+}
+
+void replace_folder_atomically(const std::string& dir, bool overwrite,
+                               const std::function<void(const std::string& temp_dir)>& fill) {
+  namespace fs = std::filesystem;
+  fs::path out = fs::path(dir).lexically_normal();
+  if (out.has_filename() == false) out = out.parent_path();  // "a/b/" -> "a/b"
+  if (fs::exists(out) && !overwrite) fail(out.string(), ": already exists (pass --overwrite to replace it)");
+  const fs::path temp = out.parent_path() / (out.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  fs::remove_all(temp);
+  fs::create_directories(temp);
+  try {
+    fill(temp.string());
+    if (fs::exists(out)) fs::remove_all(out);
+    fs::rename(temp, out);
+  } catch (...) {
+    fs::remove_all(temp);
+    throw;
   }
 }
 

@@ -15,6 +15,13 @@ std::string read_text_file(const std::string& path);
 // over `path`. On any exception the temporary is removed and the exception propagates.
 void write_file_atomically(const std::string& path, const std::function<void(std::FILE*)>& write);
 
+// Creates or replaces the folder `dir` as a whole: `fill` writes into a temporary sibling
+// "<dir>.tmp-<pid>", which is renamed into place only when fill returns. An existing `dir` is an
+// Error unless `overwrite`. On any exception the temporary folder is removed and `dir` is untouched.
+// A trailing separator in `dir` is ignored.
+void replace_folder_atomically(const std::string& dir, bool overwrite,
+                               const std::function<void(const std::string& temp_dir)>& fill);
+
 // Convenience for text content.
 void write_text_file_atomically(const std::string& path, const std::string& content);
 

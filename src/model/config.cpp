@@ -174,6 +174,8 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& json, const std::string
   const bool attention_bias = f.boolean("attention_bias", false);
   if (c.architecture == Architecture::kQwen2) {
     c.qkv_bias = true;  // Qwen2 always has q/k/v biases and never an o_proj bias
+  } else if (c.architecture == Architecture::kMistral) {
+    c.qkv_bias = c.o_bias = false;  // transformers' Mistral ignores attention_bias
   } else {
     c.qkv_bias = c.o_bias = attention_bias;
   }

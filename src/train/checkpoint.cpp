@@ -59,11 +59,9 @@ void write_checkpoint(const std::string& output_dir, const AdaptedModel* adapted
                       const at::Generator& routing_generator, int64_t keep_last) {
   const fs::path root = fs::path(output_dir) / "checkpoints";
   fs::create_directories(root);
-  const fs::path final_dir = root / step_name(progress.step);
-  const fs::path temp = root / (step_name(progress.step) + ".tmp-" + std::to_string(::getpid()));
-  fs::remove_all(temp);
-  fs::create_directories(temp);
-  try {
+  replace_folder_atomically((root / step_name(progress.step)).string(), /*overwrite=*/true,
+                            [&](const std::string& temp_dir) {
+    const fs::path temp(temp_dir);
     if (adapted) {
       save_adapter(*adapted, (temp / "adapter").string());
     } else {
@@ -82,12 +80,7 @@ void write_checkpoint(const std::string& output_dir, const AdaptedModel* adapted
                                   {"batch_in_epoch", progress.batch_in_epoch}, {"tokens", progress.tokens},
                                   {"seconds", progress.seconds}};
     write_text_file_atomically((temp / "progress.json").string(), state.dump(2) + "\n");
-    fs::remove_all(final_dir);
-    fs::rename(temp, final_dir);
-  } catch (...) {
-    fs::remove_all(temp);
-    throw;
-  }
+  });
   auto all = checkpoints(output_dir);
   for (size_t i = 0; i + keep_last < all.size(); ++i) fs::remove_all(all[i]);
 }

@@ -94,8 +94,9 @@ def forward(cfg, W, ids):
     n_kv = cfg.get("num_key_value_heads") or n_heads
     hd = cfg.get("head_dim") or cfg["hidden_size"] // n_heads
     eps = cfg.get("rms_norm_eps", 1e-6)
-    qkv_bias = mt == "qwen2" or cfg.get("attention_bias", False)  # qwen2: q/k/v always biased
-    o_bias = mt != "qwen2" and cfg.get("attention_bias", False)
+    # qwen2: q/k/v always biased, o never; mistral's modelling code has no attention biases at all
+    qkv_bias = mt == "qwen2" or (mt != "mistral" and cfg.get("attention_bias", False))
+    o_bias = mt not in ("qwen2", "mistral") and cfg.get("attention_bias", False)
     mlp_bias = mt == "llama" and cfg.get("mlp_bias", False)
     T = len(ids)
     pos = torch.arange(T, dtype=torch.float32)

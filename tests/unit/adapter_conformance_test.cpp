@@ -36,6 +36,13 @@ TEST_P(AdapterConformance, SaveThenLoadIsBitExact) {
   const fs::path dir = fs::path(::testing::TempDir()) / ("adapter_" + std::string(method_name(GetParam())));
   AdaptedModel adapted(base(), adapter_config(GetParam()), 3);
   randomize_b(adapted, 2);
+  {
+    // One training forward moves SMoRA's balancing biases off zero, so they are round-tripped too.
+    at::NoGradGuard no_grad;
+    adapted.set_training(true);
+    adapted.model().forward(ids_, mask_);
+    adapted.set_training(false);
+  }
   save_adapter(adapted, dir.string(), /*overwrite=*/true);
   auto loaded = load_adapter(base(), dir.string());
   const auto original = adapted.named_tensors(), restored = loaded->named_tensors();
@@ -105,6 +112,29 @@ TEST_P(AdapterConformance, ReportsActivatedNoMoreThanTrainable) {
     for (const auto& t : adapted.adapter_parameters()) factors += t.numel();
     EXPECT_EQ(adapted.activated_parameter_count(), factors / 4 * 2 + routers);
   }
+}
+
+TEST_P(AdapterConformance, DestroyingOrFailingToAttachLeavesTheBaseAsItWas) {
+  auto model = base();
+  at::NoGradGuard no_grad;
+  at::Tensor expected = model->forward(ids_, mask_);
+  const auto names_before = model->named_parameters().keys();
+  {
+    AdaptedModel adapted(model, adapter_config(GetParam()));
+    randomize_b(adapted, 6);
+  }
+  EXPECT_TRUE(at::equal(model->forward(ids_, mask_), expected));
+  EXPECT_EQ(model->named_parameters().keys(), names_before);
+  AdapterConfig bad = adapter_config(GetParam());
+  bad.layer_num_experts = {2, 2};
+  bad.method_pattern = {{"layers.1.mlp.down_proj", AdapterMethod::kTopk}};  // clashes only in layer 1
+  bad.num_experts = 4;
+  try {
+    AdaptedModel clash(model, bad);
+  } catch (const Error&) {
+  }
+  EXPECT_TRUE(at::equal(model->forward(ids_, mask_), expected));
+  EXPECT_EQ(model->named_parameters().keys(), names_before);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryMethod, AdapterConformance, ::testing::ValuesIn(all_methods()),

@@ -266,5 +266,55 @@ TEST(SmoraRouter, GatesSumToKOverTheSelectedRanks) {
   EXPECT_TRUE((gate.weights > 0).sum(-1).eq(3).all().item<bool>());
 }
 
+TEST(RemixRouter, PlackettLuceLogProbabilityStaysExactForAConfidentRouter) {
+  // Logits (20, 0, 0, 0): picking expert 0 then 1 has probability q0 * q1 / (1 - q0) = 1/3 exactly
+  // in the limit, and 1 - q0 underflows in fp32.
+  RemixRouter router(1, 4, 2, 0.25, false, 0.0);
+  {
+    at::NoGradGuard no_grad;
+    router.weight.copy_(at::tensor({20.0f, 0.0f, 0.0f, 0.0f}).view({4, 1}));
+  }
+  RoutingState state;
+  state.training = true;
+  state.generator = at::make_generator<at::CPUGeneratorImpl>(1);
+  Gate gate = router.route(at::ones({64, 1}), at::ones({64}, at::kBool), 64, state);
+  auto selected = gate.selected.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < 64; ++i) {
+    if (selected[i][0] != 0) continue;  // almost always expert 0 first
+    EXPECT_NEAR(state.log_prob[i].item<double>(), std::log(1.0 / 3.0), 1e-4) << "draw " << i;
+  }
+}
+
+TEST(TopkRouter, BalanceLossIsSwitchStyle) {
+  // Two experts, k = 1, tokens preferring expert 0 with p = (0.75, 0.25) and expert 1 with (0.25, 0.75).
+  TopkRouter router(2, 2, 1, 0.1, 0.0);
+  {
+    at::NoGradGuard no_grad;
+    router.weight.copy_(at::eye(2) * std::log(3.0));
+  }
+  RoutingState state;
+  state.training = true;
+  at::Tensor x = at::tensor({1.0f, 0.0f, 1.0f, 0.0f, 0.0f, 1.0f}).view({3, 2});  // 2 prefer 0, 1 prefers 1
+  Gate gate = router.route(x, at::ones({3}, at::kBool), 1, state);
+  EXPECT_TRUE(at::allclose(gate.weights.sum(-1), at::ones({3})));  // renormalised over the top k
+  const double f0 = 2.0 / 3, f1 = 1.0 / 3;
+  const double p0 = (0.75 + 0.75 + 0.25) / 3, p1 = (0.25 + 0.25 + 0.75) / 3;
+  EXPECT_NEAR(state.aux_loss.item<double>(), 0.1 * 2 * (f0 * p0 + f1 * p1), 1e-6);
+}
+
+TEST(AdapterScales, MatchTheSpec) {
+  AdapterConfig config = adapter_config(AdapterMethod::kRemix);
+  config.top_k = 2;
+  config.omega_alpha = 2.0;
+  config.omega_type = OmegaType::kRslora;
+  EXPECT_DOUBLE_EQ(remix_omega(config, 8), 2.0 / 4.0);  // 2 / sqrt(2 * 8)
+  config.omega_type = OmegaType::kLora;
+  EXPECT_DOUBLE_EQ(remix_omega(config, 8), 2.0 / 16.0);
+  EXPECT_DOUBLE_EQ(adapter_scale({AdapterMethod::kLora, 8, 16, 1, 1}), 2.0);
+  EXPECT_DOUBLE_EQ(adapter_scale({AdapterMethod::kRslora, 16, 16, 1, 1}), 4.0);
+  EXPECT_DOUBLE_EQ(adapter_scale({AdapterMethod::kSmora, 1, 16, 64, 8}), 2.0);  // alpha / k
+  EXPECT_DOUBLE_EQ(adapter_scale({AdapterMethod::kRemix, 8, 16, 8, 2}), 1.0);  // omega is in the gate
+}
+
 }  // namespace
 }  // namespace remora

@@ -1,5 +1,6 @@
 // ReMix router: Gumbel-top-k sampling with Plackett-Luce log-probabilities, constant weights.
 #include <cmath>
+#include <limits>
 
 #include "adapters/routers/router_init.h"
 #include "adapters/routers/routers.h"
@@ -19,19 +20,25 @@ Gate RemixRouter::route(const at::Tensor& x, const at::Tensor& valid, int64_t ro
   if (state.training || sample_at_inference_) {
     // Gumbel-top-k: the top k of log q + Gumbel noise, in order, is a sample of k experts drawn
     // one after another without replacement from q.
-    at::Tensor uniform = state.generator
-                             ? at::rand(log_q.sizes(), *state.generator, log_q.options())
-                             : at::rand(log_q.sizes(), log_q.options());
-    at::Tensor gumbel = -at::log(-at::log(uniform.clamp(1e-20, 1.0 - 1e-7)));
+    // Noise is drawn on the CPU (the state's generator is a CPU one) and moved to the router's device.
+    at::Tensor uniform = state.generator ? at::rand(log_q.sizes(), *state.generator, at::kFloat)
+                                         : at::rand(log_q.sizes(), at::kFloat);
+    at::Tensor gumbel = -at::log(-at::log(uniform.clamp(1e-20, 1.0 - 1e-7))).to(log_q.device());
     selected = std::get<1>((log_q.detach() + gumbel).topk(k_, -1, /*largest=*/true, /*sorted=*/true));
   } else {
     selected = std::get<1>(log_q.topk(k_, -1));
   }
   if (state.training) {
-    // Plackett-Luce: log Q(J) = sum_j log q_{i_j} - log(1 - sum_{j' < j} q_{i_j'}).
-    at::Tensor chosen = log_q.gather(-1, selected);                 // [N, k]
-    at::Tensor before = chosen.exp().cumsum(-1) - chosen.exp();     // mass taken by earlier picks
-    at::Tensor per_item = (chosen - at::log((1.0 - before).clamp_min(1e-12))).sum(-1);  // [N]
+    // Plackett-Luce: log Q(J) = sum_j log q_{i_j} - log(1 - sum_{j' < j} q_{i_j'}). The remaining
+    // mass is a logsumexp over the experts not yet picked, which stays exact when the router is
+    // confident (1 - sum of probabilities cancels in fp32).
+    at::Tensor remaining = log_q;
+    at::Tensor per_item = at::zeros({log_q.size(0)}, log_q.options());
+    for (int64_t j = 0; j < k_; ++j) {
+      at::Tensor pick = selected.narrow(-1, j, 1);
+      per_item = per_item + remaining.gather(-1, pick).squeeze(-1) - remaining.logsumexp(-1);
+      remaining = remaining.scatter(-1, pick, -std::numeric_limits<float>::infinity());
+    }
     per_item = per_item * valid.to(per_item.scalar_type());
     state.add_log_prob(per_item.view({rows, -1}).sum(-1));
   }
