@@ -78,6 +78,10 @@ void truncate_metrics(const fs::path& path, int64_t step) {
 }  // namespace
 
 int run_training(const Recipe& recipe, bool resume) {
+  // From here on an interrupt stops the run at the next step boundary, with a checkpoint.
+  g_stop_signal = 0;
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
   at::set_num_threads(recipe.threads > 0 ? static_cast<int>(recipe.threads)
                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   const fs::path out(recipe.output_dir);
@@ -90,7 +94,8 @@ int run_training(const Recipe& recipe, bool resume) {
     fs::remove_all(out);
   }
 
-  // Data.
+  // Data (the model folder is checked first: its tokenizer comes from there).
+  ModelConfig::load(recipe.model_path);
   const PretrainedTokenizer tokenizer = PretrainedTokenizer::load(recipe.model_path);
   Dataset train = load_dataset(recipe.train_file, tokenizer, recipe);
   Dataset validation;
@@ -157,9 +162,6 @@ int run_training(const Recipe& recipe, bool resume) {
       recipe.steps > 0 ? recipe.steps : std::max<int64_t>(1, recipe.epochs * batches_per_epoch / recipe.grad_accum);
   std::ofstream metrics(metrics_path, std::ios::app);
   ProgressDisplay display(total_steps);
-  g_stop_signal = 0;
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
   auto save = [&] {
     write_checkpoint(recipe.output_dir, adapted.get(), *model, *optimizer, progress, routing_generator,
                      recipe.keep_last);
