@@ -43,10 +43,13 @@ RoutedLoraLinear::RoutedLoraLinear(std::shared_ptr<Linear> base_layer, const Mod
 
 at::Tensor RoutedLoraLinear::forward(const at::Tensor& x) {
   at::Tensor y = base->forward(x);
+  // The adapter's GEMMs run in the activations' dtype (bf16 with a bf16 base) on casts of the fp32
+  // master factors: casting the small factors costs far less than casting every activation.
+  const auto dtype = y.scalar_type();
   const auto shape = x.sizes();
-  at::Tensor flat = x.reshape({-1, shape.back()}).to(at::kFloat);  // [N, d_in]
+  at::Tensor flat = x.reshape({-1, shape.back()}).to(dtype);  // [N, d_in]
   at::Tensor adapter_input = (is_training() && dropout_ > 0) ? at::dropout(flat, dropout_, true) : flat;
-  at::Tensor hidden = at::linear(adapter_input, lora_A);  // [N, n r] (Hydra: [N, r])
+  at::Tensor hidden = at::linear(adapter_input, lora_A.to(dtype));  // [N, n r] (Hydra: [N, r])
   if (shares_a()) hidden = hidden.repeat({1, spec_.num_experts});
   if (is_routed(spec_.method)) {
     at::Tensor gate;
@@ -59,18 +62,18 @@ at::Tensor RoutedLoraLinear::forward(const at::Tensor& x) {
       at::Tensor valid = known ? mask.reshape({-1})
                                : at::ones({flat.size(0)}, at::TensorOptions().dtype(at::kBool).device(flat.device()));
       const int64_t rows = known ? mask.size(0) : 1;
-      Gate decision = router->route(flat, valid, rows, *state_);
+      Gate decision = router->route(flat, valid, rows, *state_);  // routers work in fp32
       if (state_->capture) state_->capture->add(path_ + ".router", decision, valid);
       gate = decision.weights;
     }
     REMORA_CHECK(gate.size(0) == hidden.size(0), path_, ": gate has ", gate.size(0),
                  " rows for ", hidden.size(0), " tokens");
-    hidden = hidden * gate.repeat_interleave(spec_.rank, 1);
+    hidden = hidden * gate.repeat_interleave(spec_.rank, 1).to(dtype);
   }
-  at::Tensor update = at::linear(hidden, lora_B).mul_(scale_);  // [N, d_out]
+  at::Tensor update = at::linear(hidden, lora_B.to(dtype)).mul_(scale_);  // [N, d_out]
   std::vector<int64_t> out_shape(shape.begin(), shape.end());
   out_shape.back() = update.size(-1);
-  return y + update.view(out_shape).to(y.scalar_type());
+  return y + update.view(out_shape);
 }
 
 at::Tensor RoutedLoraLinear::delta_weight() const {

@@ -91,10 +91,7 @@ at::Tensor Attention::forward(const at::Tensor& x, ForwardContext& context) {
   at::Tensor scores = at::matmul(grouped_q, k.transpose(-1, -2)).to(at::kFloat)
                           .mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)))
                           .view({B, kv_heads_, G, T, S});
-  // The lowest finite value rather than -inf: a padding query that sees no key gets a uniform
-  // (ignored) distribution instead of NaN.
-  scores = scores.masked_fill(context.allowed.at(window_).logical_not(),
-                              std::numeric_limits<float>::lowest());
+  scores.add_(context.attention_bias.at(window_));
   at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type()).view({B, kv_heads_, G * T, S});
   at::Tensor out = at::matmul(probs, v)  // [B, Hkv, G*T, Dh]
                        .view({B, heads_, T, head_dim_})
@@ -203,8 +200,12 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& ids, const at::Tensor& atte
       (key_valid.to(at::kLong).cumsum(1) - 1).narrow(1, context.past, T).clamp_min(0);
   std::tie(context.cos, context.sin) = rope_tables(inverse_frequencies_, positions);
   for (int64_t window : config_.sliding_window) {
-    if (!context.allowed.count(window)) {
-      context.allowed[window] = visibility(key_valid, context.past, T, window);
+    if (!context.attention_bias.count(window)) {
+      // A large finite negative rather than -inf: a padding query that sees no key gets a uniform
+      // (ignored) distribution instead of NaN, and adding it to a score cannot overflow.
+      at::Tensor visible = visibility(key_valid, context.past, T, window);
+      context.attention_bias[window] =
+          at::zeros(visible.sizes(), visible.options().dtype(at::kFloat)).masked_fill_(visible.logical_not(), -1e30);
     }
   }
 
