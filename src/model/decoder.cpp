@@ -88,11 +88,11 @@ at::Tensor Attention::forward(const at::Tensor& x, ForwardContext& context) {
   // Grouped-query attention without copying KV heads: the G query heads that share a KV head are
   // stacked along the rows, so one batched matmul per KV head serves them all.
   at::Tensor grouped_q = q.reshape({B, kv_heads_, G * T, head_dim_});
-  at::Tensor scores = at::matmul(grouped_q, k.transpose(-1, -2)).to(at::kFloat)
-                          .mul_(1.0 / std::sqrt(static_cast<double>(head_dim_)))
-                          .view({B, kv_heads_, G, T, S});
-  scores.add_(context.attention_bias.at(window_));
-  at::Tensor probs = at::softmax(scores, -1).to(v.scalar_type()).view({B, kv_heads_, G * T, S});
+  // As transformers' eager attention: scale and mask in the model dtype, softmax computed in fp32.
+  at::Tensor scores = at::matmul(grouped_q, k.transpose(-1, -2)).view({B, kv_heads_, G, T, S});
+  scores = at::add(context.attention_bias.at(window_).to(scores.scalar_type()), scores,
+                   1.0 / std::sqrt(static_cast<double>(head_dim_)));
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(v.scalar_type()).view({B, kv_heads_, G * T, S});
   at::Tensor out = at::matmul(probs, v)  // [B, Hkv, G*T, Dh]
                        .view({B, heads_, T, head_dim_})
                        .transpose(1, 2)
@@ -205,7 +205,7 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& ids, const at::Tensor& atte
       // (ignored) distribution instead of NaN, and adding it to a score cannot overflow.
       at::Tensor visible = visibility(key_valid, context.past, T, window);
       context.attention_bias[window] =
-          at::zeros(visible.sizes(), visible.options().dtype(at::kFloat)).masked_fill_(visible.logical_not(), -1e30);
+          at::zeros(visible.sizes(), model->embed_tokens->weight.options()).masked_fill_(visible.logical_not(), -1e30);
     }
   }
 

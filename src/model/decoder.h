@@ -23,8 +23,8 @@ namespace remora {
 struct ForwardContext {
   at::Tensor token_mask;  // [B, T] bool, false for padding
   at::Tensor cos, sin;    // [B, T, Dh] fp32
-  // Per sliding window (0 = none): [B, 1, 1, T, S] fp32, 0 where a query may attend a key and
-  // -1e30 where it may not; added to the attention scores.
+  // Per sliding window (0 = none): [B, 1, 1, T, S] in the weight dtype, 0 where a query may attend
+  // a key and -1e30 where it may not; added to the attention scores.
   std::map<int64_t, at::Tensor> attention_bias;
   KVCache* cache = nullptr;
   int64_t past = 0;  // positions already in the cache
