@@ -27,6 +27,14 @@ LoadedModel ModelOptions::load() const {
   return loaded;
 }
 
+void apply_json_assignment(nlohmann::json& object, const std::string& assignment, const std::string& flag) {
+  const size_t equals = assignment.find('=');
+  if (equals == std::string::npos || equals == 0) fail(flag, ": expected key=value, got '", assignment, "'");
+  const std::string text = assignment.substr(equals + 1);
+  nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  object[assignment.substr(0, equals)] = value.is_discarded() ? nlohmann::json(text) : value;
+}
+
 std::vector<std::vector<int64_t>> parse_id_rows(const std::string& text, const std::string& flag,
                                                 int64_t vocab_size) {
   std::vector<std::vector<int64_t>> rows(1);

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,10 @@ struct ModelOptions {
 // below vocab_size.
 std::vector<std::vector<int64_t>> parse_id_rows(const std::string& text, const std::string& flag,
                                                 int64_t vocab_size);
+
+// Applies "key=value" to a JSON object: the value is JSON when it parses as JSON (numbers,
+// booleans, null, lists, objects), else a string. Throws Error naming `flag` if there is no '='.
+void apply_json_assignment(nlohmann::json& object, const std::string& assignment, const std::string& flag);
 
 // Registration of each verb; one file each.
 void add_init_model_command(CLI::App& app);

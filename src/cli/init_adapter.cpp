@@ -52,13 +52,7 @@ void run_init_adapter(const InitAdapterOptions& options) {
     json["num_experts"] = options.experts;
     json["top_k"] = options.top_k;
   }
-  for (const auto& assignment : options.overrides) {
-    const size_t equals = assignment.find('=');
-    if (equals == std::string::npos || equals == 0) fail("--set: expected key=value, got '", assignment, "'");
-    const std::string text = assignment.substr(equals + 1);
-    nlohmann::json value = nlohmann::json::parse(text, nullptr, false);
-    json[assignment.substr(0, equals)] = value.is_discarded() ? nlohmann::json(text) : value;
-  }
+  for (const auto& assignment : options.overrides) apply_json_assignment(json, assignment, "--set");
   const AdapterConfig config = AdapterConfig::from_json(json, "init-adapter options");
   AdaptedModel adapted(load_causal_lm(options.model, at::kBFloat16), config, options.seed);
   if (options.init_b_std > 0) {

@@ -43,22 +43,10 @@ void apply_tokenizer(nlohmann::json& config, const std::string& dir) {
   }
 }
 
-// "key=value": value is JSON when it parses as JSON (numbers, booleans, null, objects), else a string.
-void apply_override(nlohmann::json& config, const std::string& assignment) {
-  const size_t equals = assignment.find('=');
-  if (equals == std::string::npos || equals == 0) {
-    fail("--set: expected key=value, got '", assignment, "'");
-  }
-  const std::string key = assignment.substr(0, equals);
-  const std::string text = assignment.substr(equals + 1);
-  nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  config[key] = value.is_discarded() ? nlohmann::json(text) : value;
-}
-
 void run_init_model(const InitModelOptions& options) {
   nlohmann::json json = preset_config(options.arch, options.preset);
   if (!options.tokenizer.empty()) apply_tokenizer(json, options.tokenizer);
-  for (const auto& assignment : options.overrides) apply_override(json, assignment);
+  for (const auto& assignment : options.overrides) apply_json_assignment(json, assignment, "--set");
   const ModelConfig config = ModelConfig::from_json(json, "init-model config (preset + --set)");
   const c10::ScalarType dtype = parse_compute_dtype(options.dtype);
   const double std = json.value("initializer_range", 0.02);
