@@ -62,6 +62,18 @@ T typed(const nlohmann::json& value, const std::string& where, const char* expec
   }
 }
 
+int64_t integer_at_least(const nlohmann::json& value, const std::string& where, int64_t minimum) {
+  const auto n = typed<int64_t>(value, where, ("an integer >= " + std::to_string(minimum)).c_str());
+  REMORA_CHECK(n >= minimum, where, ": must be >= ", minimum, ", got ", n);
+  return n;
+}
+
+double number_in(const nlohmann::json& value, const std::string& where, double low, double high) {
+  const auto x = typed<double>(value, where, "a number");
+  REMORA_CHECK(x >= low && x <= high, where, ": must be in [", low, ", ", high, "], got ", x);
+  return x;
+}
+
 // Each setter validates its own value; `where` is "file: key".
 const std::vector<Field>& fields() {
   static const std::vector<Field> table = {
@@ -76,10 +88,7 @@ const std::vector<Field>& fields() {
       {"data.validation", "\"\"", "validation JSONL file (default: hold out validation_fraction of data.train)",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.validation_file = typed<std::string>(v, w, "a path"); }},
       {"data.validation_fraction", "0.05", "share of data.train held out when there is no validation file",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.validation_fraction = typed<double>(v, w, "a number in [0, 0.5]");
-         REMORA_CHECK(r.validation_fraction >= 0 && r.validation_fraction <= 0.5, w, ": must be in [0, 0.5]");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.validation_fraction = number_in(v, w, 0, 0.5); }},
       {"data.format", "auto", "auto | alpaca | chat | prompt_completion | text (auto: decided per line by its keys)",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) {
          const std::string f = typed<std::string>(v, w, "a format name");
@@ -91,39 +100,21 @@ const std::vector<Field>& fields() {
          r.format = it->second;
        }},
       {"data.max_seq_len", "512", "longest example in tokens; longer ones are truncated and counted",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.max_seq_len = typed<int64_t>(v, w, "an integer >= 2");
-         REMORA_CHECK(r.max_seq_len >= 2, w, ": must be >= 2");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.max_seq_len = integer_at_least(v, w, 2); }},
       {"data.train_on_prompt", "false", "also compute the loss on prompt tokens",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.train_on_prompt = typed<bool>(v, w, "true or false"); }},
       {"data.skip_bad_lines", "false", "skip malformed lines with a counted warning instead of stopping",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.skip_bad_lines = typed<bool>(v, w, "true or false"); }},
       {"train.steps", "0", "optimiser steps (0: epochs x batches per epoch / grad_accum)",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.steps = typed<int64_t>(v, w, "an integer >= 0");
-         REMORA_CHECK(r.steps >= 0, w, ": must be >= 0");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.steps = integer_at_least(v, w, 0); }},
       {"train.epochs", "1", "passes over the data when train.steps is 0",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.epochs = typed<int64_t>(v, w, "an integer >= 1");
-         REMORA_CHECK(r.epochs >= 1, w, ": must be >= 1");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.epochs = integer_at_least(v, w, 1); }},
       {"train.batch_size", "8", "examples per micro-batch (ReMix runs M x this many rows)",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.batch_size = typed<int64_t>(v, w, "an integer >= 1");
-         REMORA_CHECK(r.batch_size >= 1, w, ": must be >= 1");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.batch_size = integer_at_least(v, w, 1); }},
       {"train.grad_accum", "1", "micro-batches per optimiser step",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.grad_accum = typed<int64_t>(v, w, "an integer >= 1");
-         REMORA_CHECK(r.grad_accum >= 1, w, ": must be >= 1");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.grad_accum = integer_at_least(v, w, 1); }},
       {"train.samples", "4", "ReMix: M routed samples per input for the RLOO estimator (>= 2)",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.samples = typed<int64_t>(v, w, "an integer >= 2");
-         REMORA_CHECK(r.samples >= 2, w, ": must be >= 2 (RLOO needs a leave-one-out baseline)");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.samples = integer_at_least(v, w, 2); }},
       {"train.seed", "0", "seed for initialisation, shuffling, dropout and routing samples",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.seed = typed<uint64_t>(v, w, "a non-negative integer"); }},
       {"train.grad_clip", "1.0", "clip the global gradient norm to this (0: off)",
@@ -161,44 +152,23 @@ const std::vector<Field>& fields() {
          else fail(w, ": unknown schedule '", t, "' (expected constant, linear or cosine)");
        }},
       {"schedule.warmup_steps", "0", "linear warmup from 0 to the peak learning rate",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.warmup_steps = typed<int64_t>(v, w, "an integer >= 0");
-         REMORA_CHECK(r.warmup_steps >= 0, w, ": must be >= 0");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.warmup_steps = integer_at_least(v, w, 0); }},
       {"schedule.min_lr_ratio", "0.0", "learning rate at the end, as a share of the peak",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.min_lr_ratio = typed<double>(v, w, "a number in [0, 1]");
-         REMORA_CHECK(r.min_lr_ratio >= 0 && r.min_lr_ratio <= 1, w, ": must be in [0, 1]");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.min_lr_ratio = number_in(v, w, 0, 1); }},
       {"output.dir", "(required)", "output folder: adapter/, checkpoints/, metrics.jsonl, recipe.json",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.output_dir = typed<std::string>(v, w, "a path"); }},
       {"output.overwrite", "false", "replace an existing output folder (otherwise refused)",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.overwrite = typed<bool>(v, w, "true or false"); }},
       {"output.checkpoint_every", "100", "save a resumable checkpoint every N steps (0: only at the end)",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.checkpoint_every = typed<int64_t>(v, w, "an integer >= 0");
-         REMORA_CHECK(r.checkpoint_every >= 0, w, ": must be >= 0");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.checkpoint_every = integer_at_least(v, w, 0); }},
       {"output.keep_last", "2", "checkpoints kept (older ones are deleted)",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.keep_last = typed<int64_t>(v, w, "an integer >= 1");
-         REMORA_CHECK(r.keep_last >= 1, w, ": must be >= 1");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.keep_last = integer_at_least(v, w, 1); }},
       {"log.every", "1", "write a progress line and a metrics record every N steps",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.log_every = typed<int64_t>(v, w, "an integer >= 1");
-         REMORA_CHECK(r.log_every >= 1, w, ": must be >= 1");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.log_every = integer_at_least(v, w, 1); }},
       {"eval.every", "0", "validation loss every N steps (0: only at the end)",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.eval_every = typed<int64_t>(v, w, "an integer >= 0");
-         REMORA_CHECK(r.eval_every >= 0, w, ": must be >= 0");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.eval_every = integer_at_least(v, w, 0); }},
       {"threads", "0", "intra-op CPU threads (0: all cores)",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         r.threads = typed<int64_t>(v, w, "an integer >= 0");
-         REMORA_CHECK(r.threads >= 0, w, ": must be >= 0");
-       }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.threads = integer_at_least(v, w, 0); }},
   };
   return table;
 }
