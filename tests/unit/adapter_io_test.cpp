@@ -208,5 +208,27 @@ TEST(RoutingCapture, RecordsKExpertsPerRealTokenAndSequenceRoutingSharesOneChoic
   }
 }
 
+TEST(SequenceRouting, OneChoicePerRowThatPaddingCannotChange) {
+  AdapterConfig config = adapter_config(AdapterMethod::kRemix);
+  config.routing = RoutingGranularity::kSequence;
+  config.target_modules = nlohmann::json::array({"gate_proj", "up_proj", "down_proj"});
+  AdaptedModel adapted(random_model(toy_config("llama")), config);
+  at::Tensor mask = at::tensor({1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1}, at::kLong).view({2, 6});
+  at::Tensor ids = random_ids(2, 6, 512, 4);
+  at::NoGradGuard no_grad;
+  auto gates = [&](const at::Tensor& input) {
+    adapted.model().forward(input, mask);
+    return adapted.block_routers()[1]->gate().view({2, 6, -1}).clone();  // layer 1's decision
+  };
+  at::Tensor first = gates(ids);
+  for (int64_t row = 0; row < 2; ++row) {
+    EXPECT_TRUE(at::equal(first[row], first[row][0].expand_as(first[row]))) << "row " << row;
+  }
+  at::Tensor changed = ids.clone();
+  changed[0][4] = 17;  // padding positions of row 0
+  changed[0][5] = 99;
+  EXPECT_TRUE(at::equal(gates(changed), first));
+}
+
 }  // namespace
 }  // namespace remora
