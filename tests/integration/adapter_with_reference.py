@@ -14,17 +14,12 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import safetensors_py  # noqa: E402
+sys.path.insert(0, HERE)
+from checks import Checks, run  # noqa: E402
 
 REFERENCE = os.path.join(HERE, "..", "reference", "hf_reference.py")
 PREFIX = "base_model.model."
 IDS = "3,17,99,250,7,1,42,300;5,6,7"
-
-
-def run(cmd):
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr}")
-    return result.stdout
 
 
 def fold_peft_lora(model_dir, adapter_dir, out_dir):
@@ -60,12 +55,7 @@ def main():
     parser.add_argument("--work", required=True)
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
-    passed = failed = 0
-
-    def check(label, ok, detail):
-        nonlocal passed, failed
-        print(f"{'PASS' if ok else 'FAIL'} {label}: {detail}", flush=True)
-        passed, failed = passed + ok, failed + (not ok)
+    check = Checks()
 
     for arch, method in (("llama", "lora"), ("qwen2", "rslora")):
         model = os.path.join(args.work, f"{arch}_base")
@@ -99,8 +89,7 @@ def main():
     check("merge refuses a ReMix adapter", result.returncode != 0 and "cannot be folded" in result.stderr
           and not os.path.exists(refused_out), result.stderr.strip())
 
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return check.finish()
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import safetensors_py  # noqa: E402
+sys.path.insert(0, HERE)
+from checks import Checks, run  # noqa: E402
 
 REFERENCE = os.path.join(HERE, "..", "reference", "hf_reference.py")
 TOLERANCE = 1e-4
@@ -37,13 +38,6 @@ VARIANTS = {
                                              "max_window_layers": 1}),
     "qwen3_qk_norm_head_dim": ("qwen3", {"eos_token_id": [2, 3]}),
 }
-
-
-def run(cmd):
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr}")
-    return result.stdout
 
 
 def make_model(remora, work, name, arch, overrides, dtype="float32", std=0.02):
@@ -101,12 +95,7 @@ def main():
     parser.add_argument("--work", required=True)
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
-    passed, failed = 0, 0
-
-    def check(label, ok, detail):
-        nonlocal passed, failed
-        print(f"{'PASS' if ok else 'FAIL'} {label}: {detail}", flush=True)
-        passed, failed = passed + ok, failed + (not ok)
+    check = Checks()
 
     for index, (name, (arch, overrides)) in enumerate(VARIANTS.items()):
         model = make_model(args.remora, args.work, name, arch, overrides)
@@ -146,8 +135,7 @@ def main():
                           for p in prompts.split(";"))
         check(f"{arch} batched generation == one prompt at a time", singles == cached, "")
 
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return check.finish()
 
 
 if __name__ == "__main__":

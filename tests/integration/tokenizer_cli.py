@@ -7,6 +7,9 @@ import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import Checks  # noqa: E402
+
 VOCAB = 400
 TEXTS = {
     "ascii": "Hello, world! The quick brown fox: x = foo(42) + 3.14;\n\tdone  ",
@@ -17,13 +20,7 @@ CORPUS = ("The quick brown fox jumps over the lazy dog. Hello world, hello token
           "def forward(x): return x * 2 + 1  # code\n"
           "你好世界，今天天气很好。我们训练一个分词器。\n"
           "Emoji: 🙂🚀 launch, 👍 ok, 🎉 party.\n")
-passed = failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    passed, failed = passed + bool(ok), failed + (not ok)
-    print(f"{'PASS' if ok else 'FAIL'} {name}" + ("" if ok or not detail else f": {detail}"))
+check = Checks()
 
 
 def byte_decoder():
@@ -77,9 +74,8 @@ def main():
     files = ["tokenizer.json", "tokenizer_config.json"]
     check("train-tokenizer writes tokenizer.json + tokenizer_config.json",
           r.returncode == 0 and all(os.path.isfile(os.path.join(tok, f)) for f in files), r.stderr.decode())
-    if failed:  # nothing else can be checked
-        print(f"{passed} passed, {failed} failed")
-        return 1
+    if check.failed:  # nothing else can be checked
+        return check.finish()
     spec = json.loads(read(os.path.join(tok, "tokenizer.json")))
     tok_config = json.loads(read(os.path.join(tok, "tokenizer_config.json")))
     model = spec["model"]
@@ -180,10 +176,9 @@ def main():
         ok, err = one_line_error(run(*verb), corrupt_file)
         check(f"{verb[0]} with a truncated tokenizer.json: one-line error naming the file", ok, err)
 
-    print(f"{passed} passed, {failed} failed")
-    if failed == 0:
+    if check.failed == 0:
         shutil.rmtree(work, ignore_errors=True)
-    return 1 if failed else 0
+    return check.finish()
 
 
 if __name__ == "__main__":

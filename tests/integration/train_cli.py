@@ -12,6 +12,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import Checks  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DATA = os.path.join(ROOT, "data", "colors.jsonl")
 METHODS = ["lora", "rslora", "molora", "topk", "hydra", "remix", "smora", "full"]
@@ -24,12 +27,7 @@ def main():
     args = parser.parse_args()
     work = args.work
     os.makedirs(work, exist_ok=True)
-    passed = failed = 0
-
-    def check(label, ok, detail=""):
-        nonlocal passed, failed
-        print(f"{'PASS' if ok else 'FAIL'} {label}{': ' + detail if detail else ''}", flush=True)
-        passed, failed = passed + ok, failed + (not ok)
+    check = Checks()
 
     def remora(*argv, threads=2, **kwargs):
         return subprocess.run([args.remora, "--threads", str(threads), *argv], capture_output=True, text=True, **kwargs)
@@ -128,8 +126,7 @@ def main():
           long_run.returncode == 0 and " truncated to 8 tokens" in long_run.stderr and " 0 truncated" not in long_run.stderr,
           [l for l in long_run.stderr.splitlines() if l.startswith("data:")][0] if long_run.returncode == 0 else long_run.stderr)
 
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return check.finish()
 
 
 if __name__ == "__main__":
