@@ -20,6 +20,7 @@ void BlockRouting::on_block_input(const at::Tensor& x, const ForwardContext& con
     return;
   }
   if (context.past == 0 || !sequence_gate_.defined()) {
+    mask = context.routing_mask;
     at::Tensor weights = mask.to(at::kFloat).unsqueeze(-1);  // [B, T, 1]
     at::Tensor mean = (x.to(at::kFloat) * weights).sum(1) / weights.sum(1).clamp_min(1);  // [B, D]
     at::Tensor valid = mask.any(1);

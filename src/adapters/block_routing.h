@@ -12,8 +12,8 @@ namespace remora {
 
 // Installed as a block's input hook: routes the block input x [B, T, D] once, and hands the gate
 // [B T, n] to every adapted projection of the block. With sequence routing the router sees the mean
-// of x over each sequence's real tokens, and during cached decoding (past > 0) the decision the
-// prompt made is kept.
+// of x over each sequence's routing-mask tokens (its real tokens, or the prompt during generation),
+// and during cached decoding (past > 0) the decision the prompt made is kept.
 class BlockRouting {
  public:
   BlockRouting(std::shared_ptr<Router> router, RoutingGranularity granularity, RoutingState* state,

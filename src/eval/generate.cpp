@@ -39,6 +39,7 @@ std::vector<std::vector<int64_t>> generate(CausalLM& model,
   }
   ids = ids.to(device);
   mask = mask.to(device);
+  const at::Tensor prompt_mask = mask;
 
   std::vector<std::vector<int64_t>> outputs(B);
   std::vector<bool> finished(B, false);
@@ -46,8 +47,15 @@ std::vector<std::vector<int64_t>> generate(CausalLM& model,
   KVCache cache(model.config().num_layers, longest + options.max_new_tokens);
   at::Tensor step_ids = ids, step_mask = mask;
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    at::Tensor hidden = options.use_cache ? model.hidden_states(step_ids, step_mask, &cache)
-                                          : model.hidden_states(ids, mask);
+    // Without a cache the whole sequence is recomputed; sequence-level routing still decides from
+    // the prompt alone, as it does with the cache.
+    at::Tensor hidden;
+    if (options.use_cache) {
+      hidden = model.hidden_states(step_ids, step_mask, &cache);
+    } else {
+      at::Tensor generated = at::zeros({B, ids.size(1) - longest}, prompt_mask.options());
+      hidden = model.hidden_states(ids, mask, nullptr, at::cat({prompt_mask, generated}, 1));
+    }
     at::Tensor last = model.logits(hidden.select(1, hidden.size(1) - 1));  // [B, V]
     at::Tensor next = choose_next_tokens(last, options.sampling, generator);
     const auto chosen = next.accessor<int64_t, 1>();

@@ -169,7 +169,7 @@ at::Tensor visibility(const at::Tensor& key_valid, int64_t past, int64_t T, int6
 }  // namespace
 
 at::Tensor CausalLM::hidden_states(const at::Tensor& ids, const at::Tensor& attention_mask,
-                                   KVCache* cache) {
+                                   KVCache* cache, const at::Tensor& routing_mask) {
   REMORA_CHECK(ids.dim() == 2, "input ids must be [batch, tokens], got ", ids.sizes());
   const int64_t B = ids.size(0), T = ids.size(1);
   const auto device = model->embed_tokens->weight.device();
@@ -181,6 +181,9 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& ids, const at::Tensor& atte
 
   ForwardContext context;
   context.token_mask = mask;
+  context.routing_mask = routing_mask.defined() ? routing_mask.to(device, at::kBool).logical_and(mask) : mask;
+  REMORA_CHECK(context.routing_mask.sizes() == ids.sizes(), "routing mask ", context.routing_mask.sizes(),
+               " does not match ids ", ids.sizes());
   at::Tensor key_valid = mask;
   if (cache) {
     if (!cache->valid.defined()) {

@@ -21,7 +21,8 @@ namespace remora {
 // What every layer of one forward shares: rotary tables, which positions each query may see, and
 // which of the new positions are real tokens.
 struct ForwardContext {
-  at::Tensor token_mask;  // [B, T] bool, false for padding
+  at::Tensor token_mask;    // [B, T] bool, false for padding
+  at::Tensor routing_mask;  // [B, T] bool, the tokens a sequence-level routing decision may use
   at::Tensor cos, sin;    // [B, T, Dh] fp32
   // Per sliding window (0 = none): [B, 1, 1, T, S] in the weight dtype, 0 where a query may attend
   // a key and -1e30 where it may not; added to the attention scores.
@@ -110,9 +111,11 @@ class CausalLM : public torch::nn::Module {
 
   // ids [B, T] int64; attention_mask [B, T] (1 = token, 0 = padding, left or right) or undefined for
   // no padding. With a cache, ids are the new positions after the cached ones, and the cache is
-  // extended. Returns the final-norm hidden states [B, T, D] in the weight dtype.
+  // extended. `routing_mask` [B, T] marks the positions a sequence-level router may base its
+  // decision on (default: the real tokens); generation without a cache passes the prompt's.
+  // Returns the final-norm hidden states [B, T, D] in the weight dtype.
   at::Tensor hidden_states(const at::Tensor& ids, const at::Tensor& attention_mask,
-                           KVCache* cache = nullptr);
+                           KVCache* cache = nullptr, const at::Tensor& routing_mask = {});
   // hidden [.., D] -> logits [.., V] in fp32 (the LM head runs in the weight dtype).
   at::Tensor logits(const at::Tensor& hidden);
   at::Tensor forward(const at::Tensor& ids, const at::Tensor& attention_mask,

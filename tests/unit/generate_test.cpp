@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "eval/generate.h"
+#include "adapter_test_util.h"
 #include "test_models.h"
 
 namespace remora {
@@ -84,6 +85,22 @@ TEST(Sampling, RejectsOutOfRangeOptions) {
   options = SamplingOptions{};
   options.temperature = -1;
   EXPECT_THROW(options.validate(), Error);
+}
+
+TEST(Generate, RoutedAdaptersGiveTheSameTokensWithAndWithoutTheCache) {
+  // Sequence routing must decide from the prompt in both modes; token routing per new token.
+  for (auto granularity : {RoutingGranularity::kSequence, RoutingGranularity::kToken}) {
+    AdapterConfig config = testing::adapter_config(AdapterMethod::kRemix);
+    config.routing = granularity;
+    config.target_modules = nlohmann::json::array({"gate_proj", "up_proj", "down_proj"});
+    AdaptedModel adapted(random_model(toy_config("llama"), 1, 0.3), config);
+    testing::randomize_b(adapted, 2, 1.0);
+    GenerationOptions options;
+    options.max_new_tokens = 8;
+    auto cached = generate(adapted.model(), kPrompts, options);
+    options.use_cache = false;
+    EXPECT_EQ(cached, generate(adapted.model(), kPrompts, options));
+  }
 }
 
 }  // namespace
