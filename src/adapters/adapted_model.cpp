@@ -99,7 +99,6 @@ void AdaptedModel::attach(uint64_t seed) {
         block->input_hook = [state = &state_, routing = block_routing](const at::Tensor& x,
                                                                        const ForwardContext& context) {
           state->token_mask = context.token_mask;
-          state->past = context.past;
           if (routing) routing->on_block_input(x, context);
         };
       }

@@ -38,7 +38,6 @@ struct RoutingState {
   bool training = false;               // sample (ReMix), balance losses, SMoRA bias updates
   std::optional<at::Generator> generator;  // for Gumbel noise; the default generator if empty
   at::Tensor token_mask;               // [B, T] bool of the current forward, set by block hooks
-  int64_t past = 0;                    // cached positions before this forward (generation)
   at::Tensor log_prob;                 // [B] sum of log Q of sampled selections (ReMix, training)
   at::Tensor aux_loss;                 // scalar: balance losses already multiplied by coefficients
   RoutingCapture* capture = nullptr;   // records gates when set
