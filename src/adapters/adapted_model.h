@@ -45,6 +45,10 @@ class AdaptedModel {
   // Adapter parameters one token activates plus every router's (the paper's budget unit).
   int64_t activated_parameter_count() const;
 
+  // Puts the base model's own Linears back, unregisters the routers and removes the hooks; the
+  // adapter's tensors stay readable. The destructor does this too.
+  void detach();
+
   // Sampling/balancing behaviour (training) versus deterministic top-k (inference).
   void set_training(bool training);
 
@@ -61,7 +65,6 @@ class AdaptedModel {
   std::vector<std::shared_ptr<ProjectionBlock>> registered_routers_;
 
   void attach(uint64_t seed);
-  void detach();
 };
 
 // The name a tensor has in adapter_model.safetensors: "base_model.model." + module path + suffix.

@@ -70,25 +70,12 @@ void merge_into_base(AdaptedModel& adapted) {
     }
   }
   at::NoGradGuard no_grad;
-  CausalLM& model = adapted.model();
   for (const auto& a : adapted.adapted()) {
     // fp32 first, one rounding to the stored dtype at the end (bf16 accumulation drifts).
     at::Tensor merged = a->base->weight.to(at::kFloat) + a->delta_weight();
     a->base->weight.copy_(merged);
   }
-  // Put the plain Linears back, under their original names.
-  for (int64_t i = 0; i < model.config().num_layers; ++i) {
-    auto layer = model.model->layers[i]->as<DecoderLayer>();
-    for (const std::shared_ptr<ProjectionBlock>& block :
-         {std::static_pointer_cast<ProjectionBlock>(layer->self_attn),
-          std::static_pointer_cast<ProjectionBlock>(layer->mlp)}) {
-      for (const auto& name : block->projection_names()) {
-        if (auto routed = std::dynamic_pointer_cast<RoutedLoraLinear>(block->projection(name))) {
-          block->replace_projection(name, routed->base);
-        }
-      }
-    }
-  }
+  adapted.detach();  // the plain Linears, now holding the merged weights, go back in place
 }
 
 }  // namespace remora

@@ -2,7 +2,6 @@
 // recipe's training throughput, against it.
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
-#include <sys/resource.h>
 
 #include <chrono>
 #include <iomanip>
@@ -16,6 +15,7 @@
 #include "cli/common.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/resources.h"
 #include "eval/generate.h"
 #include "model/decoder.h"
 #include "train/recipe.h"
@@ -65,12 +65,6 @@ double forward_flops_per_token(const ModelConfig& c, int64_t context) {
   const double per_layer = 2 * (d * q + 2 * d * kv + q * d + 3 * d * c.intermediate_size) +
                            2 * 2 * q * context;
   return c.num_layers * per_layer + 2 * d * c.vocab_size;
-}
-
-double peak_resident_mib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024.0;
 }
 
 // Prefill and decode of a model, against `reference` FLOP/s.

@@ -1,7 +1,6 @@
 // `remora init-model`: a randomly initialised checkpoint in HF layout, for tests, demos and benchmarks.
 #include <unistd.h>
 
-#include <filesystem>
 #include <iostream>
 
 #include "cli/common.h"
@@ -14,7 +13,6 @@
 
 namespace remora {
 namespace {
-namespace fs = std::filesystem;
 
 struct InitModelOptions {
   std::string arch = "llama";
@@ -26,8 +24,6 @@ struct InitModelOptions {
   bool overwrite = false;
   std::string tokenizer;  // folder with tokenizer.json (+ tokenizer_config.json, chat_template.jinja)
 };
-
-const char* const kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"};
 
 // Sizes the embedding to the tokenizer and takes its bos/eos ids, so the model and its text agree.
 void apply_tokenizer(nlohmann::json& config, const std::string& dir) {
@@ -56,10 +52,7 @@ void run_init_model(const InitModelOptions& options) {
     CausalLM model(config, at::TensorOptions().dtype(dtype));
     initialize_randomly(model, options.seed, std);
     save_hf_checkpoint(model, temp);
-    for (const char* name : kTokenizerFiles) {
-      const fs::path source = fs::path(options.tokenizer) / name;
-      if (!options.tokenizer.empty() && fs::exists(source)) fs::copy_file(source, fs::path(temp) / name);
-    }
+    if (!options.tokenizer.empty()) copy_companion_files(options.tokenizer, temp);
     for (const auto& p : model.parameters()) parameters += p.numel();
   });
   std::cout << "wrote " << options.out << ": " << config.model_type << ", " << parameters

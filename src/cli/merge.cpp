@@ -20,11 +20,6 @@ struct MergeOptions {
   bool overwrite = false;
 };
 
-// Files of the base folder that describe the model beyond its weights and travel with a merge.
-constexpr const char* kCompanionFiles[] = {"tokenizer.json", "tokenizer_config.json",
-                                           "special_tokens_map.json", "chat_template.jinja",
-                                           "generation_config.json"};
-
 void run_merge(const MergeOptions& options) {
   const ModelConfig config = ModelConfig::load(options.model);
   // Merge in the dtype the base is stored in, so the output is the same kind of checkpoint.
@@ -45,10 +40,7 @@ void run_merge(const MergeOptions& options) {
 
   replace_folder_atomically(options.out, options.overwrite, [&](const std::string& temp) {
     save_hf_checkpoint(*base, temp);
-    for (const char* name : kCompanionFiles) {
-      const fs::path source = fs::path(options.model) / name;
-      if (fs::exists(source)) fs::copy_file(source, fs::path(temp) / name, fs::copy_options::overwrite_existing);
-    }
+    copy_companion_files(options.model, temp);
   });
   std::cout << "merged " << adapted->adapted().size() << " adapted projections into " << options.out
             << " (" << torch_dtype_name(dtype) << "); max |logit change| from merging on a "

@@ -63,6 +63,15 @@ void initialize_randomly(CausalLM& model, uint64_t seed, double std) {
   }
 }
 
+void copy_companion_files(const std::string& from_dir, const std::string& to_dir) {
+  namespace fs = std::filesystem;
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                           "chat_template.jinja", "generation_config.json"}) {
+    const fs::path source = fs::path(from_dir) / name;
+    if (fs::exists(source)) fs::copy_file(source, fs::path(to_dir) / name, fs::copy_options::overwrite_existing);
+  }
+}
+
 void save_hf_checkpoint(CausalLM& model, const std::string& dir) {
   namespace fs = std::filesystem;
   const ModelConfig& config = model.config();

@@ -23,6 +23,11 @@ std::shared_ptr<CausalLM> load_causal_lm(const std::string& model_dir, c10::Scal
 // checkpoint exercise every parameter in tests.)
 void initialize_randomly(CausalLM& model, uint64_t seed, double std);
 
+// Copies the files that describe a model beyond its weights (tokenizer.json, tokenizer_config.json,
+// special_tokens_map.json, chat_template.jinja, generation_config.json) from `from_dir` to `to_dir`,
+// those that exist, replacing what `to_dir` has.
+void copy_companion_files(const std::string& from_dir, const std::string& to_dir);
+
 // Writes config.json (`config.raw` with torch_dtype set), generation_config.json and
 // model.safetensors into `dir`, which must exist.
 void save_hf_checkpoint(CausalLM& model, const std::string& dir);

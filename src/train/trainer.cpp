@@ -3,7 +3,6 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
-#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -16,6 +15,7 @@
 #include "adapters/adapter_io.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/resources.h"
 #include "core/file_util.h"
 #include "eval/routing_stats.h"
 #include "model/loader.h"
@@ -55,12 +55,6 @@ double validation_loss(CausalLM& model, AdaptedModel* adapted, const Dataset& da
   if (adapted) adapted->set_training(true);
   model.train();
   return total / std::max(1.0, tokens);
-}
-
-double peak_resident_mib() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024.0;
 }
 
 // metrics.jsonl keeps only the records up to `step` (what a resumed run continues from).
@@ -259,14 +253,10 @@ int run_training(const Recipe& recipe, bool resume) {
   if (adapted) {
     save_adapter(*adapted, (out / "adapter").string(), /*overwrite=*/true);
   } else {
-    const fs::path model_dir = out / "model";
-    fs::remove_all(model_dir);
-    fs::create_directories(model_dir);
-    save_hf_checkpoint(*model, model_dir.string());
-    for (const char* name : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}) {
-      const fs::path source = fs::path(recipe.model_path) / name;
-      if (fs::exists(source)) fs::copy_file(source, model_dir / name, fs::copy_options::overwrite_existing);
-    }
+    replace_folder_atomically((out / "model").string(), /*overwrite=*/true, [&](const std::string& temp) {
+      save_hf_checkpoint(*model, temp);
+      copy_companion_files(recipe.model_path, temp);
+    });
   }
   const double run_seconds = progress.seconds - seconds_before;
   std::cerr << "done: " << progress.step << " steps in " << run_seconds << " s this run, "
