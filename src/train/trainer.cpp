@@ -15,17 +15,17 @@
 #include "adapters/adapter_io.h"
 #include "core/dtype.h"
 #include "core/error.h"
-#include "core/resources.h"
 #include "core/file_util.h"
+#include "core/resources.h"
 #include "eval/routing_stats.h"
 #include "model/loader.h"
 #include "tokenizer/pretrained.h"
 #include "train/batching.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/objective.h"
 #include "train/optimizer.h"
 #include "train/progress.h"
-#include "train/objective.h"
 
 namespace remora {
 namespace {
