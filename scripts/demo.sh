@@ -4,24 +4,26 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
-remora="${REMORA_BUILD_DIR:-$root/build}/src/remora"
+# Two threads and fixed seeds whatever the machine: the same commands then give the same numbers
+# on any machine with the same CPU kernels (thread count changes the order of float reductions).
+remora=("${REMORA_BUILD_DIR:-$root/build}/src/remora" --threads 2)
 cd "$root"
 mkdir -p demo runs
 
 echo "== 1. a 1024-token byte-level BPE tokenizer and a random 3.5M-parameter Llama-shaped model"
-"$remora" train-tokenizer --corpus data/shapes.jsonl data/colors.jsonl README.md --vocab-size 1024 \
+"${remora[@]}" train-tokenizer --corpus data/shapes.jsonl data/colors.jsonl --vocab-size 1024 \
   --out demo/tokenizer --overwrite
-"$remora" init-model --arch llama --preset tiny --tokenizer demo/tokenizer --out demo/model --overwrite
+"${remora[@]}" init-model --arch llama --preset tiny --tokenizer demo/tokenizer --out demo/model --overwrite
 
 echo "== 2. pretrain every weight on the shapes of 24 objects (configs/full.yaml)"
-"$remora" train configs/full.yaml output.overwrite=true log.every=100
+"${remora[@]}" train configs/full.yaml output.overwrite=true log.every=100 threads=2
 
 echo "== 3. ReMix fine-tune on their colours: 8 LoRAs per FFN, 2 active, RLOO over 4 samples (configs/remix.yaml)"
-"$remora" train configs/remix.yaml output.overwrite=true log.every=100
-"$remora" inspect runs/pretrain/model --adapter runs/remix/adapter
+"${remora[@]}" train configs/remix.yaml output.overwrite=true log.every=100 threads=2
+"${remora[@]}" inspect runs/pretrain/model --adapter runs/remix/adapter
 
 echo "== 4. MixLoRA-style top-k (learned router, renormalised top-2 of 8): same base, data, steps and lr, for comparison"
-"$remora" train configs/topk.yaml model.path=runs/pretrain/model train.steps=500 optim.lr=5.0e-3 output.overwrite=true log.every=25
+"${remora[@]}" train configs/topk.yaml model.path=runs/pretrain/model train.steps=500 optim.lr=5.0e-3 output.overwrite=true log.every=25 threads=2
 
 echo "== 5. 'What color is the X?' for all 24 objects, greedy, exact match (remora eval)"
 /usr/bin/python3 - <<'PY'
@@ -36,7 +38,7 @@ for run in base topk remix; do
   echo "-- $run"
   adapter=()
   [ "$run" = base ] || adapter=(--adapter "runs/$run/adapter")
-  "$remora" eval --model runs/pretrain/model "${adapter[@]}" --task generate --data demo/color_questions.jsonl \
+  "${remora[@]}" eval --model runs/pretrain/model "${adapter[@]}" --task generate --data demo/color_questions.jsonl \
     --max-new-tokens 12 --samples "demo/answers_$run.jsonl"
 done
 /usr/bin/python3 - <<'PY'
@@ -47,7 +49,7 @@ for run in ("base", "topk", "remix"):
 PY
 
 echo "== 6. routing report: top-k vs ReMix on the colours data, with their training curves"
-"$remora" routing --model runs/pretrain/model --data data/colors.jsonl \
+"${remora[@]}" routing --model runs/pretrain/model --data data/colors.jsonl \
   --adapter runs/topk/adapter --adapter runs/remix/adapter \
   --metrics runs/topk/metrics.jsonl --metrics runs/remix/metrics.jsonl \
   --json runs/routing.json --html runs/routing.html

@@ -3,20 +3,12 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
+
 #include "adapters/routers/routers.h"
 #include "core/error.h"
 
 namespace remora {
-
-namespace {
-
-// Router weights ~ N(0, std) from the adapter's own generator.
-void initialize_router(Router& router, double std, at::Generator& generator) {
-  at::NoGradGuard no_grad;
-  for (auto& p : router.parameters()) p.normal_(0.0, std, generator);
-}
-
-}  // namespace
 
 std::string saved_tensor_name(const std::string& module_path, const std::string& suffix) {
   return "base_model.model." + module_path + "." + suffix;
@@ -72,7 +64,7 @@ void AdaptedModel::attach(uint64_t seed) {
           block_experts = spec->num_experts;
           if (!block_routing) {
             auto router = make_router(*spec, config_, mc.hidden_size);
-            initialize_router(*router, config_.router_init_std, generator);
+            router->initialize(config_.router_init_std, generator);
             router->to(base_linear->weight.device());
             block->register_module("router", router);
             registered_routers_.push_back(block);
@@ -82,7 +74,7 @@ void AdaptedModel::attach(uint64_t seed) {
           }
         } else if (is_routed(spec->method)) {
           own_router = make_router(*spec, config_, base_linear->in_features());
-          initialize_router(*own_router, config_.router_init_std, generator);
+          own_router->initialize(config_.router_init_std, generator);
           own_router->to(base_linear->weight.device());
         }
         auto adapted = std::make_shared<RoutedLoraLinear>(
@@ -105,7 +97,12 @@ void AdaptedModel::attach(uint64_t seed) {
     }
   }
   for (auto& t : adapter_parameters()) t.set_requires_grad(true);
-  for (auto& t : router_parameters()) t.set_requires_grad(true);
+  for (const auto& [path, router] : routers()) {
+    // A frozen ReMix router keeps its initial weights: random routing with constant weights.
+    const bool frozen = config_.router_objective == RouterObjective::kFrozen &&
+                        std::dynamic_pointer_cast<RemixRouter>(router);
+    for (auto& p : router->parameters()) p.set_requires_grad(!frozen);
+  }
   if (adapted_.empty()) {
     fail("adapter config: target_modules ", config_.target_modules.dump(),
          " matches no projection of this ", mc.model_type, " model (e.g. model.layers.0.self_attn.q_proj)");
@@ -136,42 +133,46 @@ std::vector<at::Tensor> AdaptedModel::adapter_parameters() const {
   return out;
 }
 
+std::vector<std::pair<std::string, std::shared_ptr<Router>>> AdaptedModel::routers() const {
+  std::vector<std::pair<std::string, std::shared_ptr<Router>>> out;
+  for (const auto& a : adapted_) {
+    if (a->router) out.emplace_back(a->path() + ".router", a->router);
+  }
+  for (const auto& b : block_routers_) out.emplace_back(b->path(), b->router);
+  return out;
+}
+
 std::vector<at::Tensor> AdaptedModel::router_parameters() const {
   std::vector<at::Tensor> out;
-  for (const auto& a : adapted_) {
-    if (a->router) {
-      for (auto& p : a->router->parameters()) out.push_back(p);
-    }
-  }
-  for (const auto& b : block_routers_) {
-    for (auto& p : b->router->parameters()) out.push_back(p);
+  for (const auto& [path, router] : routers()) {
+    for (auto& p : router->parameters()) out.push_back(p);
   }
   return out;
 }
 
+bool AdaptedModel::has_policy_routers() const {
+  const auto all = routers();
+  return std::any_of(all.begin(), all.end(),
+                     [](const auto& item) { return std::dynamic_pointer_cast<RemixRouter>(item.second) != nullptr; });
+}
+
 std::vector<std::pair<std::string, at::Tensor>> AdaptedModel::named_tensors() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
-  auto add_router = [&](const std::string& router_path, const Router& router) {
-    for (const auto& item : router.named_parameters()) {
-      out.emplace_back(saved_tensor_name(router_path, item.key()), item.value());
-    }
-    for (const auto& item : router.named_buffers()) {
-      out.emplace_back(saved_tensor_name(router_path, item.key()), item.value());
-    }
-  };
   for (const auto& a : adapted_) {
     out.emplace_back(saved_tensor_name(a->path(), "lora_A.weight"), a->lora_A);
     out.emplace_back(saved_tensor_name(a->path(), "lora_B.weight"), a->lora_B);
-    if (a->router) add_router(a->path() + ".router", *a->router);
   }
-  for (const auto& b : block_routers_) add_router(b->path(), *b->router);
+  for (const auto& [path, router] : routers()) {
+    for (const auto& item : router->named_parameters()) out.emplace_back(saved_tensor_name(path, item.key()), item.value());
+    for (const auto& item : router->named_buffers()) out.emplace_back(saved_tensor_name(path, item.key()), item.value());
+  }
   return out;
 }
 
 int64_t AdaptedModel::trainable_parameter_count() const {
   int64_t total = 0;
   for (const auto& t : adapter_parameters()) total += t.numel();
-  for (const auto& t : router_parameters()) total += t.numel();
+  for (const auto& t : router_parameters()) total += t.requires_grad() ? t.numel() : 0;
   return total;
 }
 

@@ -35,9 +35,15 @@ class AdaptedModel {
   const std::vector<std::shared_ptr<RoutedLoraLinear>>& adapted() const { return adapted_; }
   const std::vector<std::shared_ptr<BlockRouting>>& block_routers() const { return block_routers_; }
 
-  // Adapter factors (A, B) and router weights: what an optimizer updates.
+  // Adapter factors (A, B) and router weights: what an optimizer updates (a frozen ReMix router's
+  // weights are listed but do not require gradients).
   std::vector<at::Tensor> adapter_parameters() const;
   std::vector<at::Tensor> router_parameters() const;
+  // Every router by its path ("model.layers.3.mlp.router"), the name routing statistics use.
+  std::vector<std::pair<std::string, std::shared_ptr<Router>>> routers() const;
+  // Whether any router samples its experts and learns by policy gradient (ReMix): training then
+  // runs M routed samples per input and the router objective.
+  bool has_policy_routers() const;
   // Every tensor of the adapter by its saved name (factors, routers, SMoRA biases).
   std::vector<std::pair<std::string, at::Tensor>> named_tensors() const;
 

@@ -1,6 +1,7 @@
 // adapter_config.json parsing and writing, and PEFT's target-module matching rules.
 #include "adapters/adapter_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <regex>
 #include <set>
@@ -79,6 +80,67 @@ T get_field(const nlohmann::json& json, const char* key, const T& fallback, cons
   }
 }
 
+
+// The string values a mode field takes, first = default.
+template <typename E>
+using Choices = std::vector<std::pair<const char*, E>>;
+
+const Choices<RoutingGranularity> kRoutingChoices = {{"token", RoutingGranularity::kToken},
+                                                     {"sequence", RoutingGranularity::kSequence}};
+const Choices<OmegaType> kOmegaChoices = {{"rslora", OmegaType::kRslora}, {"lora", OmegaType::kLora}};
+const Choices<RouterObjective> kObjectiveChoices = {{"rloo", RouterObjective::kRloo},
+                                                    {"reinforce", RouterObjective::kReinforce},
+                                                    {"frozen", RouterObjective::kFrozen}};
+const Choices<BalanceLossScope> kScopeChoices = {{"pooled", BalanceLossScope::kPooled},
+                                                 {"layer", BalanceLossScope::kLayer}};
+
+template <typename E>
+E choice_field(const nlohmann::json& json, const char* key, const Choices<E>& choices, const std::string& source) {
+  const std::string value = get_field<std::string>(json, key, choices.front().first, source);
+  std::string expected;
+  for (const auto& [name, choice] : choices) {
+    if (value == name) return choice;
+    expected += (expected.empty() ? "\"" : ", \"") + std::string(name) + "\"";
+  }
+  fail(source, ": ", key, " must be one of ", expected, ", got \"", value, "\"");
+}
+
+template <typename E>
+const char* choice_name(const Choices<E>& choices, E value) {
+  for (const auto& [name, choice] : choices) {
+    if (choice == value) return name;
+  }
+  return "?";
+}
+
+// Which methods each adapter_config.json key acts on (keys not listed act on every method).
+struct KeyUse {
+  const char* key;
+  std::vector<AdapterMethod> methods;
+};
+const std::vector<KeyUse>& key_uses() {
+  using M = AdapterMethod;
+  const std::vector<M> mixtures = {M::kMolora, M::kTopk, M::kHydra, M::kRemix};
+  static const std::vector<KeyUse> uses = {
+      // ReMix's update is omega B A x with omega from omega_alpha; lora_alpha does not enter it.
+      {"lora_alpha", {M::kLora, M::kRslora, M::kMolora, M::kTopk, M::kHydra, M::kSmora}},
+      {"num_experts", mixtures},
+      {"layer_num_experts", mixtures},
+      {"top_k", {M::kTopk, M::kRemix, M::kSmora}},
+      // SMoRA's router starts as its authors' does (PyTorch's Linear init), not from a normal.
+      {"router_init_std", mixtures},
+      {"balance_loss_coef", {M::kTopk}},
+      {"balance_loss_scope", {M::kTopk}},
+      {"routing", {M::kTopk, M::kRemix}},
+      {"omega_type", {M::kRemix}},
+      {"omega_alpha", {M::kRemix}},
+      {"sample_at_inference", {M::kRemix}},
+      {"router_objective", {M::kRemix}},
+      {"smora_bias_rate", {M::kSmora}},
+      {"rank_partition", {M::kSmora}},
+  };
+  return uses;
+}
 }  // namespace
 
 const char* method_name(AdapterMethod method) {
@@ -141,9 +203,9 @@ AdapterConfig AdapterConfig::from_json(const nlohmann::json& json, const std::st
     static const std::set<std::string> known = {
         "peft_type", "task_type", "base_model_name_or_path", "method", "r", "lora_alpha",
         "lora_dropout", "target_modules", "exclude_modules", "method_pattern", "num_experts",
-        "top_k", "layer_num_experts", "router_init_std", "balance_loss_coef", "routing",
-        "omega_type", "omega_alpha", "sample_at_inference", "smora_bias_rate", "rank_partition",
-        "inference_mode", "remora_version"};
+        "top_k", "layer_num_experts", "router_init_std", "balance_loss_coef", "balance_loss_scope",
+        "routing", "omega_type", "omega_alpha", "sample_at_inference", "router_objective",
+        "smora_bias_rate", "rank_partition", "inference_mode", "remora_version"};
     for (const auto& [key, value] : json.items()) {
       if (!known.count(key)) fail(source, ": unknown field '", key, "' for peft_type REMORA");
     }
@@ -153,14 +215,10 @@ AdapterConfig AdapterConfig::from_json(const nlohmann::json& json, const std::st
     c.layer_num_experts = get_field<std::vector<int64_t>>(json, "layer_num_experts", {}, source);
     c.router_init_std = get_field<double>(json, "router_init_std", c.router_init_std, source);
     c.balance_loss_coef = get_field<double>(json, "balance_loss_coef", c.balance_loss_coef, source);
-    const std::string routing = get_field<std::string>(json, "routing", "token", source);
-    if (routing == "token") c.routing = RoutingGranularity::kToken;
-    else if (routing == "sequence") c.routing = RoutingGranularity::kSequence;
-    else fail(source, ": routing must be \"token\" or \"sequence\", got \"", routing, "\"");
-    const std::string omega = get_field<std::string>(json, "omega_type", "rslora", source);
-    if (omega == "lora") c.omega_type = OmegaType::kLora;
-    else if (omega == "rslora") c.omega_type = OmegaType::kRslora;
-    else fail(source, ": omega_type must be \"lora\" or \"rslora\", got \"", omega, "\"");
+    c.balance_loss_scope = choice_field(json, "balance_loss_scope", kScopeChoices, source);
+    c.routing = choice_field(json, "routing", kRoutingChoices, source);
+    c.omega_type = choice_field(json, "omega_type", kOmegaChoices, source);
+    c.router_objective = choice_field(json, "router_objective", kObjectiveChoices, source);
     c.omega_alpha = get_field<double>(json, "omega_alpha", c.omega_alpha, source);
     c.sample_at_inference = get_field<bool>(json, "sample_at_inference", false, source);
     c.smora_bias_rate = get_field<double>(json, "smora_bias_rate", c.smora_bias_rate, source);
@@ -194,9 +252,8 @@ void AdapterConfig::validate(const std::string& source) const {
     if (m == AdapterMethod::kSmora) {
       REMORA_CHECK(rank_partition > 0 && r % rank_partition == 0, source, ": rank_partition (",
                    rank_partition, ") must divide r (", r, ")");
-      REMORA_CHECK(top_k >= 1 && top_k <= r / rank_partition, source, ": top_k (", top_k,
-                   ") must be between 1 and the number of rank experts r / rank_partition (",
-                   r / rank_partition, ")");
+      REMORA_CHECK(top_k >= 1 && top_k <= r, source, ": top_k (", top_k,
+                   ") must be between 1 and the number of rank experts r (", r, ")");
       continue;
     }
     REMORA_CHECK(num_experts >= 1, source, ": num_experts must be positive");
@@ -230,9 +287,12 @@ std::optional<ModuleAdapterSpec> AdapterConfig::spec_for(const std::string& modu
   spec.alpha = lora_alpha;
   spec.rank = r;
   if (spec.method == AdapterMethod::kSmora) {
-    spec.rank = rank_partition;
-    spec.num_experts = r / rank_partition;
+    // Every rank is an expert; blocks of rank_partition ranks share a router score (the official
+    // code's per-rank top-k with a per-rank bias).
+    spec.rank = 1;
+    spec.num_experts = r;
     spec.top_k = top_k;
+    spec.rank_partition = rank_partition;
   } else if (is_routed(spec.method)) {
     spec.num_experts = num_experts;
     if (!layer_num_experts.empty()) {
@@ -245,6 +305,27 @@ std::optional<ModuleAdapterSpec> AdapterConfig::spec_for(const std::string& modu
                      : spec.num_experts;
   }
   return spec;
+}
+
+bool AdapterConfig::uses(AdapterMethod m) const {
+  if (method == m) return true;
+  for (const auto& [key, pattern_method] : method_pattern) {
+    if (pattern_method == m) return true;
+  }
+  return false;
+}
+
+void AdapterConfig::check_keys_act(const std::vector<std::string>& keys, const std::string& source) const {
+  for (const std::string& key : keys) {
+    for (const KeyUse& use : key_uses()) {
+      if (key != use.key) continue;
+      if (std::any_of(use.methods.begin(), use.methods.end(), [&](AdapterMethod m) { return uses(m); })) break;
+      std::string acting;
+      for (AdapterMethod m : use.methods) acting += (acting.empty() ? "" : ", ") + std::string(method_name(m));
+      fail(source, ": ", key, " has no effect with method ", method_name(method),
+           method_pattern.empty() ? "" : " and this method_pattern", " (it acts on ", acting, "); remove it");
+    }
+  }
 }
 
 bool AdapterConfig::writes_peft_lora() const {
@@ -281,10 +362,12 @@ nlohmann::json AdapterConfig::to_json() const {
   j["layer_num_experts"] = layer_num_experts;
   j["router_init_std"] = router_init_std;
   j["balance_loss_coef"] = balance_loss_coef;
-  j["routing"] = routing == RoutingGranularity::kToken ? "token" : "sequence";
-  j["omega_type"] = omega_type == OmegaType::kLora ? "lora" : "rslora";
+  j["balance_loss_scope"] = choice_name(kScopeChoices, balance_loss_scope);
+  j["routing"] = choice_name(kRoutingChoices, routing);
+  j["omega_type"] = choice_name(kOmegaChoices, omega_type);
   j["omega_alpha"] = omega_alpha;
   j["sample_at_inference"] = sample_at_inference;
+  j["router_objective"] = choice_name(kObjectiveChoices, router_objective);
   j["smora_bias_rate"] = smora_bias_rate;
   j["rank_partition"] = rank_partition;
   nlohmann::json patterns = nlohmann::json::object();

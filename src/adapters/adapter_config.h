@@ -13,12 +13,18 @@ namespace remora {
 // lora / rslora: one LoRA (n = 1). molora: dense softmax over n LoRAs. topk: MixLoRA-style softmax
 // top-k, renormalised, plus a balance loss. hydra: one shared A and n B heads, dense softmax.
 // remix: constant weight omega on k experts sampled by a policy-gradient-trained router.
-// smora: every rank (or block of rank_partition ranks) is an expert; sigmoid top-k with a
-// loss-free balancing bias.
+// smora: every rank is an expert (one router score per block of rank_partition ranks); sigmoid
+// top-k with a loss-free balancing bias.
 enum class AdapterMethod { kLora, kRslora, kMolora, kTopk, kHydra, kRemix, kSmora };
 
 enum class RoutingGranularity { kToken, kSequence };  // ReMix: a subset per token, or per sequence
 enum class OmegaType { kLora, kRslora };               // ReMix: omega = alpha/(k r) or alpha/sqrt(k r)
+// How ReMix's router learns: RLOO (the paper), REINFORCE without a baseline (the paper's "No RLOO"
+// ablation), or not at all (random routing with the same constant weights: the control).
+enum class RouterObjective { kRloo, kReinforce, kFrozen };
+// Top-k balance loss: one Switch-style loss over every layer's tokens pooled (MixLoRA's and
+// transformers' Mixtral convention), or one per layer, summed.
+enum class BalanceLossScope { kPooled, kLayer };
 
 const char* method_name(AdapterMethod method);
 AdapterMethod parse_method(const std::string& name, const std::string& where);
@@ -29,10 +35,11 @@ bool routes_per_block(AdapterMethod method);
 // Settings for one adapted projection once patterns are resolved.
 struct ModuleAdapterSpec {
   AdapterMethod method = AdapterMethod::kLora;
-  int64_t rank = 8;          // r: rank of each expert (SMoRA: the whole LoRA's rank)
+  int64_t rank = 8;          // r: rank of each expert (SMoRA: 1, every rank is an expert)
   double alpha = 8;          // lora_alpha
-  int64_t num_experts = 1;   // n
+  int64_t num_experts = 1;   // n (SMoRA: the LoRA's rank)
   int64_t top_k = 1;         // k
+  int64_t rank_partition = 1;  // SMoRA: ranks sharing one router score
 };
 
 // The whole adapter_config.json. Defaults follow the spec (shared/spec/methods.md) and PEFT.
@@ -52,12 +59,14 @@ struct AdapterConfig {
   std::vector<int64_t> layer_num_experts;      // MoLA-style per-layer n; empty = num_experts
   double router_init_std = 0.02;               // router weights ~ N(0, std)
   double balance_loss_coef = 0.001;            // topk: Switch-style balance loss coefficient
+  BalanceLossScope balance_loss_scope = BalanceLossScope::kPooled;  // topk
   RoutingGranularity routing = RoutingGranularity::kToken;  // remix (ours)
   OmegaType omega_type = OmegaType::kRslora;   // remix: the better variant in the paper's ablation
   double omega_alpha = 2.0;                    // remix: omega = omega_alpha / (k r) or / sqrt(k r)
   bool sample_at_inference = false;            // remix: the paper's "No top-k" ablation
+  RouterObjective router_objective = RouterObjective::kRloo;  // remix
   double smora_bias_rate = 1e-5;               // smora: u of the sign-based bias update
-  int64_t rank_partition = 1;                  // smora: ranks per expert (block experts)
+  int64_t rank_partition = 1;                  // smora: ranks sharing one router score
   std::string base_model_name_or_path;
 
   // Parses adapter_config.json content. peft_type "LORA" (PEFT's own files: known PEFT keys are
@@ -68,6 +77,12 @@ struct AdapterConfig {
   nlohmann::json to_json() const;
   // Checks ranges (r > 0, 1 <= k <= n, ...); throws Error naming the field.
   void validate(const std::string& source) const;
+
+  // Throws Error naming `source` and the key if a key in `keys` (adapter_config.json names, as a
+  // recipe or --set gave them explicitly) has no effect on any method this adapter uses.
+  void check_keys_act(const std::vector<std::string>& keys, const std::string& source) const;
+  // Whether `m` is the method or one of method_pattern's.
+  bool uses(AdapterMethod m) const;
 
   // Which method and shapes apply to the projection at `module_path` (e.g.
   // "model.layers.3.mlp.up_proj") in layer `layer`; nullopt if it is not targeted.

@@ -62,7 +62,9 @@ at::Tensor RoutedLoraLinear::forward(const at::Tensor& x) {
       at::Tensor valid = known ? mask.reshape({-1})
                                : at::ones({flat.size(0)}, at::TensorOptions().dtype(at::kBool).device(flat.device()));
       const int64_t rows = known ? mask.size(0) : 1;
-      Gate decision = router->route(flat, valid, rows, *state_);  // routers work in fp32
+      // SMoRA's authors route on the dropped-out input the LoRA factors see; the other routers read x.
+      const at::Tensor& router_input = spec_.method == AdapterMethod::kSmora ? adapter_input : flat;
+      Gate decision = router->route(router_input, valid, rows, *state_);  // routers work in fp32
       if (state_->capture) state_->capture->add(path_ + ".router", decision, valid);
       gate = decision.weights;
     }

@@ -32,6 +32,15 @@ struct RoutingCapture {
   void add(const std::string& site, const Gate& gate, const at::Tensor& valid);
 };
 
+// Switch-style balance statistics of top-k routers with `n` experts, summed over the routers that
+// pool them (spec section 2: coef * n * sum_i f_i P_i over all their tokens).
+struct PooledBalance {
+  double coef = 0;
+  at::Tensor chosen;  // [n] tokens whose top k contains expert i (no gradient)
+  at::Tensor probs;   // [n] sum over tokens of p_i (autograd-connected)
+  at::Tensor tokens;  // scalar: real tokens counted
+};
+
 // Shared by every router of one model. The runner resets it before a forward and reads the
 // accumulated terms afterwards.
 struct RoutingState {
@@ -39,13 +48,17 @@ struct RoutingState {
   std::optional<at::Generator> generator;  // for Gumbel noise; the default generator if empty
   at::Tensor token_mask;               // [B, T] bool of the current forward, set by block hooks
   at::Tensor log_prob;                 // [B] sum of log Q of sampled selections (ReMix, training)
-  at::Tensor aux_loss;                 // scalar: balance losses already multiplied by coefficients
+  at::Tensor aux_loss;                 // scalar: per-router balance losses, times their coefficients
+  std::map<int64_t, PooledBalance> pooled_balance;  // by expert count
   RoutingCapture* capture = nullptr;   // records gates when set
 
   // Clears the accumulators (call before each forward).
   void reset();
   void add_log_prob(const at::Tensor& per_row);
   void add_aux_loss(const at::Tensor& loss);
+  void add_pooled_balance(double coef, const at::Tensor& chosen, const at::Tensor& probs, const at::Tensor& tokens);
+  // Every balance term of the forward: aux_loss plus the pooled losses; undefined if there is none.
+  at::Tensor auxiliary_loss() const;
 };
 
 // A router maps inputs x [N, d] to a Gate. `valid` [N] bool marks real tokens (padding never counts
@@ -55,6 +68,8 @@ class Router : public torch::nn::Module {
  public:
   virtual Gate route(const at::Tensor& x, const at::Tensor& valid, int64_t rows,
                      RoutingState& state) = 0;
+  // Draws the router's initial weights from `generator` (default: every parameter ~ N(0, init_std)).
+  virtual void initialize(double init_std, at::Generator& generator);
   virtual int64_t num_experts() const = 0;
   // Number of experts a token activates (for the activated-parameter count).
   virtual int64_t active_experts() const = 0;

@@ -135,7 +135,7 @@ void bench_training(const BenchOptions& options, double bf16, double fp32, nlohm
     seconds += record["tokens"].get<double>() / record["tokens_per_second"].get<double>();
   }
   fs::remove_all(scratch);
-  const bool remix = !recipe.full_finetune && recipe.adapter.method == AdapterMethod::kRemix;
+  const bool remix = !recipe.full_finetune && recipe.adapter.uses(AdapterMethod::kRemix);
   const double samples = remix ? static_cast<double>(recipe.samples) : 1.0;
   const double mean_length = tokens / (options.steps * recipe.batch_size * recipe.grad_accum);
   const double flops = tokens * samples * (recipe.full_finetune ? 3 : 2) *

@@ -52,8 +52,13 @@ void run_init_adapter(const InitAdapterOptions& options) {
     json["num_experts"] = options.experts;
     json["top_k"] = options.top_k;
   }
-  for (const auto& assignment : options.overrides) apply_json_assignment(json, assignment, "--set");
+  std::vector<std::string> set_keys;
+  for (const auto& assignment : options.overrides) {
+    apply_json_assignment(json, assignment, "--set");
+    set_keys.push_back(assignment.substr(0, assignment.find('=')));
+  }
   const AdapterConfig config = AdapterConfig::from_json(json, "init-adapter options");
+  config.check_keys_act(set_keys, "init-adapter --set");
   AdaptedModel adapted(load_causal_lm(options.model, at::kBFloat16), config, options.seed);
   if (options.init_b_std > 0) {
     // A non-zero B makes the adapter change the model at once (PEFT starts from B = 0).

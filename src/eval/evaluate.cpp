@@ -73,8 +73,7 @@ TaskResult loss_task(CausalLM& model, const PretrainedTokenizer& tokenizer, cons
   if (data.report.dropped_no_target > 0) {
     std::cerr << "warning: " << data.report.dropped_no_target << " examples have no response token and are not scored\n";
   }
-  const auto scores = score_targets(model, data.examples, options.batch_size, /*route_on_context=*/false,
-                                    EvalProgress(options.name, "examples"));
+  const auto scores = score_targets(model, data.examples, options.batch_size, EvalProgress(options.name, "examples"));
   TaskResult result;
   double total = 0, text_total = 0;  // text_total leaves out special tokens (EOS), which have no bytes
   int64_t tokens = 0, bytes = 0;
@@ -173,6 +172,7 @@ TaskResult choice_task(CausalLM& model, const PretrainedTokenizer& tokenizer, co
       row.ids = encode_prompt(prompts[i], tokenizer, delimiter + choice);
       if (row.ids.size() <= context_tokens) fail(options.data_path, ":", docs[i].line, ": choice '", choice, "' encodes to no tokens");
       row.target.assign(row.ids.size(), 0);
+      row.prompt_length = static_cast<int64_t>(context_tokens);
       std::fill(row.target.begin() + context_tokens, row.target.end(), 1);
       rows.push_back(std::move(row));
     }
@@ -181,8 +181,7 @@ TaskResult choice_task(CausalLM& model, const PretrainedTokenizer& tokenizer, co
   std::vector<size_t> lengths;
   for (const auto& row : rows) lengths.push_back(row.ids.size());
   warn_if_longer_than_model(model, lengths, "prompt + choice rows are");
-  const auto scores = score_targets(model, rows, options.batch_size, /*route_on_context=*/true,
-                                    EvalProgress(options.name, "choices"));
+  const auto scores = score_targets(model, rows, options.batch_size, EvalProgress(options.name, "choices"));
   std::vector<double> acc, acc_norm;
   TaskResult result;
   size_t next = 0;

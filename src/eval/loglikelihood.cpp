@@ -12,8 +12,7 @@
 namespace remora {
 
 std::vector<TargetScore> score_targets(CausalLM& model, const std::vector<TrainingExample>& examples,
-                                       int64_t batch_size, bool route_on_context,
-                                       const BatchProgress& on_batch) {
+                                       int64_t batch_size, const BatchProgress& on_batch) {
   REMORA_CHECK(batch_size >= 1, "--batch-size must be >= 1, got ", batch_size);
   at::NoGradGuard no_grad;
   std::vector<size_t> order(examples.size());
@@ -27,7 +26,7 @@ std::vector<TargetScore> score_targets(CausalLM& model, const std::vector<Traini
     const size_t end = std::min(order.size(), begin + static_cast<size_t>(batch_size));
     const int64_t B = static_cast<int64_t>(end - begin);
     const int64_t T = static_cast<int64_t>(examples[order[begin]].ids.size());
-    std::vector<int64_t> ids(B * T, 0), mask(B * T, 0), context(B * T, 0);
+    std::vector<int64_t> ids(B * T, 0), mask(B * T, 0), prompt(B * T, 0);
     std::vector<int64_t> rows, positions, targets;  // one entry per target token
     for (int64_t b = 0; b < B; ++b) {
       const auto& example = examples[order[begin + b]];
@@ -36,7 +35,7 @@ std::vector<TargetScore> score_targets(CausalLM& model, const std::vector<Traini
       for (size_t t = 0; t < example.ids.size(); ++t) {
         ids[b * T + t] = example.ids[t];
         mask[b * T + t] = 1;
-        context[b * T + t] = !example.target[t] && (t == 0 || context[b * T + t - 1]);
+        prompt[b * T + t] = static_cast<int64_t>(t) < routing_prefix_length(example);
         if (t > 0 && example.target[t]) {
           rows.push_back(b);
           positions.push_back(static_cast<int64_t>(t) - 1);  // the hidden state that predicts token t
@@ -49,7 +48,7 @@ std::vector<TargetScore> score_targets(CausalLM& model, const std::vector<Traini
       continue;
     }
     const at::Tensor mask_tensor = at::tensor(mask).view({B, T}).to(device);
-    const at::Tensor routing_mask = route_on_context ? at::tensor(context).view({B, T}).to(device) : mask_tensor;
+    const at::Tensor routing_mask = at::tensor(prompt).view({B, T}).to(device);
     at::Tensor hidden = model.hidden_states(at::tensor(ids).view({B, T}).to(device), mask_tensor, nullptr,
                                             routing_mask);  // [B, T, D]
     at::Tensor row_index = at::tensor(rows).to(device), position_index = at::tensor(positions).to(device);

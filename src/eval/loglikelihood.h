@@ -19,11 +19,9 @@ struct TargetScore {
 // Scores each example's target tokens (ids and mask as training data builds them) in right-padded
 // batches of `batch_size`, longest first; results keep the examples' order. Logits are computed only
 // at target positions, so memory does not grow with vocab × sequence length.
-// With `route_on_context`, sequence-level routers decide from the tokens before the targets only
-// (as generation decides from the prompt); otherwise from the whole row (as training does).
-// `on_batch` is told (examples done, examples in all) after each batch.
+// Sequence-level routers decide from each example's prompt (routing_prefix_length), as training
+// and generation do. `on_batch` is told (examples done, examples in all) after each batch.
 std::vector<TargetScore> score_targets(CausalLM& model, const std::vector<TrainingExample>& examples,
-                                       int64_t batch_size, bool route_on_context = false,
-                                       const BatchProgress& on_batch = {});
+                                       int64_t batch_size, const BatchProgress& on_batch = {});
 
 }  // namespace remora

@@ -33,11 +33,14 @@ Batch collate(const std::vector<TrainingExample>& examples, const std::vector<si
   batch.ids = at::full({B, T}, pad_id, at::kLong);
   batch.attention = at::zeros({B, T}, at::kLong);
   batch.target_mask = at::zeros({B, T}, at::kFloat);
+  batch.routing_mask = at::zeros({B, T}, at::kBool);
   auto ids = batch.ids.accessor<int64_t, 2>();
   auto attention = batch.attention.accessor<int64_t, 2>();
   auto target = batch.target_mask.accessor<float, 2>();
+  auto routing = batch.routing_mask.accessor<bool, 2>();
   for (int64_t row = 0; row < B; ++row) {
     const TrainingExample& example = examples[indices[row]];
+    for (int64_t t = 0; t < routing_prefix_length(example); ++t) routing[row][t] = true;
     for (size_t t = 0; t < example.ids.size(); ++t) {
       ids[row][t] = example.ids[t];
       attention[row][t] = 1;

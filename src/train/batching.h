@@ -14,6 +14,7 @@ struct Batch {
   at::Tensor ids;          // [B, T] int64
   at::Tensor attention;    // [B, T] int64, 1 for tokens
   at::Tensor target_mask;  // [B, T] float, 1 where the token is predicted by the previous position
+  at::Tensor routing_mask; // [B, T] bool, the tokens a sequence-level router decides from (the prompt)
   int64_t target_tokens = 0;
 };
 

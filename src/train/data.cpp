@@ -1,6 +1,7 @@
 // JSONL formats -> prompt/response segments -> token ids and loss masks.
 #include "train/data.h"
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -74,6 +75,10 @@ std::vector<TextSegment> example_segments(const nlohmann::json& line, DataFormat
   fail("unknown data format");
 }
 
+int64_t routing_prefix_length(const TrainingExample& example) {
+  return std::min<int64_t>(std::max<int64_t>(example.prompt_length, 1), static_cast<int64_t>(example.ids.size()));
+}
+
 Dataset load_dataset(const std::string& path, const PretrainedTokenizer& tokenizer, const Recipe& recipe) {
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open the data file");
@@ -91,9 +96,12 @@ Dataset load_dataset(const std::string& path, const PretrainedTokenizer& tokeniz
       const std::vector<TextSegment> segments = example_segments(line, format, tokenizer);
       // Chat templates write BOS themselves; the other formats get the post-processor's tokens.
       bool first = format != DataFormat::kChat;
+      bool in_prompt = true;
       for (const auto& segment : segments) {
         const auto ids = tokenizer.tokenizer.encode(segment.text, first);
         first = false;
+        in_prompt = in_prompt && !segment.target;
+        if (in_prompt) example.prompt_length += static_cast<int64_t>(ids.size());
         example.ids.insert(example.ids.end(), ids.begin(), ids.end());
         example.target.insert(example.target.end(), ids.size(), segment.target || recipe.train_on_prompt);
       }
@@ -110,6 +118,7 @@ Dataset load_dataset(const std::string& path, const PretrainedTokenizer& tokeniz
     if (static_cast<int64_t>(example.ids.size()) > recipe.max_seq_len) {
       example.ids.resize(recipe.max_seq_len);
       example.target.resize(recipe.max_seq_len);
+      example.prompt_length = std::min(example.prompt_length, recipe.max_seq_len);
       data.report.truncated++;
     }
     if (!example.target.empty()) example.target[0] = 0;  // nothing predicts the first token

@@ -17,7 +17,13 @@ struct TrainingExample {
   std::vector<int64_t> ids;
   std::vector<uint8_t> target;  // 1 where ids[t] is a token the loss predicts (from ids[t - 1])
   int64_t line = 0;             // 1-based line in the source file
+  int64_t prompt_length = 0;    // tokens before the first response token (train_on_prompt or not)
 };
+
+// How many leading tokens a sequence-level router decides from: the prompt, as generation decides
+// from it, so no decision depends on the response it shapes; a row without a prompt (`text` data)
+// decides from its first token (the BOS where the tokenizer adds one).
+int64_t routing_prefix_length(const TrainingExample& example);
 
 // What loading did, so nothing is dropped silently.
 struct DatasetReport {

@@ -7,9 +7,10 @@
 namespace remora {
 
 std::pair<at::Tensor, at::Tensor> row_losses(CausalLM& model, const at::Tensor& ids, const at::Tensor& attention,
-                                             const at::Tensor& target_mask) {
+                                             const at::Tensor& target_mask, const at::Tensor& routing_mask) {
   const auto device = model.options().device();
-  at::Tensor logits = model.forward(ids.to(device), attention.to(device));  // [R, T, V] fp32
+  at::Tensor logits = model.logits(model.hidden_states(ids.to(device), attention.to(device), nullptr,
+                                                       routing_mask));  // [R, T, V] fp32
   const int64_t R = ids.size(0), T = ids.size(1);
   at::Tensor token_loss = at::cross_entropy_loss(logits.narrow(1, 0, T - 1).reshape({-1, logits.size(-1)}),
                                                  ids.narrow(1, 1, T - 1).reshape({-1}).to(device), {},
@@ -21,29 +22,31 @@ std::pair<at::Tensor, at::Tensor> row_losses(CausalLM& model, const at::Tensor& 
 
 MicroBatchObjective micro_batch_objective(CausalLM& model, AdaptedModel* adapted, const Batch& batch,
                                           double step_target_tokens, int64_t samples, int64_t micro_batches) {
-  const bool remix = adapted && adapted->config().method == AdapterMethod::kRemix;
-  if (!remix) samples = 1;
+  const bool policy = adapted && adapted->has_policy_routers();
+  if (!policy) samples = 1;
   if (adapted) adapted->routing().reset();
   // ReMix: the M routed samples of each input are rows of one batch (row m B + b is input b).
   auto [sums, tokens] = row_losses(model, batch.ids.repeat({samples, 1}), batch.attention.repeat({samples, 1}),
-                                   batch.target_mask.repeat({samples, 1}));
+                                   batch.target_mask.repeat({samples, 1}), batch.routing_mask.repeat({samples, 1}));
   MicroBatchObjective out;
-  if (remix) {
+  if (policy) {
     const int64_t B = batch.ids.size(0);
     at::Tensor per_sample = sums.view({samples, B});
     at::Tensor input_tokens = tokens.view({samples, B})[0];
     RlooObjective rloo = rloo_objective(per_sample / input_tokens.clamp_min(1),
                                         adapted->routing().log_prob.view({samples, B}),
-                                        input_tokens / step_target_tokens);
+                                        input_tokens / step_target_tokens, adapted->config().router_objective);
     out.objective = rloo.objective;
     out.advantage_spread = rloo.advantage_spread;
+    out.mean_log_prob = rloo.mean_log_prob;
     out.loss_sum = per_sample.sum().item<double>() / samples;
   } else {
     out.objective = sums.sum() / step_target_tokens;
     out.loss_sum = sums.sum().item<double>();
   }
-  if (adapted && adapted->routing().aux_loss.defined()) {
-    out.objective = out.objective + adapted->routing().aux_loss / static_cast<double>(micro_batches);
+  if (adapted) {
+    const at::Tensor balance = adapted->routing().auxiliary_loss();
+    if (balance.defined()) out.objective = out.objective + balance / static_cast<double>(micro_batches);
   }
   return out;
 }

@@ -41,21 +41,41 @@ void apply_lr(torch::optim::AdamW& optimizer, const std::vector<double>& peaks, 
   }
 }
 
-double clip_gradients(const std::vector<at::Tensor>& parameters, double max_norm) {
+namespace {
+
+double gradient_norm(const std::vector<at::Tensor>& parameters) {
   std::vector<at::Tensor> norms;
   for (const auto& p : parameters) {
     if (p.grad().defined()) norms.push_back(p.grad().norm());
   }
-  if (norms.empty()) return 0.0;
-  const double total = at::stack(norms).norm().item<double>();
-  if (max_norm > 0 && total > max_norm) {
-    const double scale = max_norm / (total + 1e-6);
-    at::NoGradGuard no_grad;
-    for (const auto& p : parameters) {
-      if (p.grad().defined()) p.grad().mul_(scale);
-    }
+  return norms.empty() ? 0.0 : at::stack(norms).norm().item<double>();
+}
+
+// Scales the gradients so that a total norm `total` becomes at most max_norm.
+void scale_to(const std::vector<at::Tensor>& parameters, double total, double max_norm) {
+  if (max_norm <= 0 || total <= max_norm) return;
+  const double scale = max_norm / (total + 1e-6);
+  at::NoGradGuard no_grad;
+  for (const auto& p : parameters) {
+    if (p.grad().defined()) p.grad().mul_(scale);
   }
+}
+
+}  // namespace
+
+double clip_gradients(const std::vector<at::Tensor>& parameters, double max_norm) {
+  const double total = gradient_norm(parameters);
+  scale_to(parameters, total, max_norm);
   return total;
+}
+
+GradientNorms clip_gradients_jointly(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& routers,
+                                     double max_norm) {
+  GradientNorms norms{gradient_norm(weights), gradient_norm(routers)};
+  const double total = std::hypot(norms.weights, norms.routers);
+  scale_to(weights, total, max_norm);
+  scale_to(routers, total, max_norm);
+  return norms;
 }
 
 }  // namespace remora

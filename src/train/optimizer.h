@@ -27,4 +27,13 @@ void apply_lr(torch::optim::AdamW& optimizer, const std::vector<double>& peaks, 
 // Clips the global L2 norm of the gradients to max_norm (0: no clipping); returns the norm before.
 double clip_gradients(const std::vector<at::Tensor>& parameters, double max_norm);
 
+// Gradient norms before clipping of the adapters (or weights) and of the routers.
+struct GradientNorms {
+  double weights = 0;
+  double routers = 0;
+};
+// Clips both groups by one global norm (torch.nn.utils.clip_grad_norm_ over all of them).
+GradientNorms clip_gradients_jointly(const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& routers,
+                                     double max_norm);
+
 }  // namespace remora

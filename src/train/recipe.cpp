@@ -91,14 +91,21 @@ const std::vector<Field>& fields() {
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.batch_size = integer_at_least(v, w, 1); }},
       {"train.grad_accum", "1", "micro-batches per optimiser step",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.grad_accum = integer_at_least(v, w, 1); }},
-      {"train.samples", "4", "ReMix: M routed samples per input for the RLOO estimator (>= 2)",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.samples = integer_at_least(v, w, 2); }},
+      {"train.samples", "4", "ReMix: M routed samples per input (>= 2 for RLOO)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.samples = integer_at_least(v, w, 1); }},
       {"train.seed", "0", "seed for initialisation, shuffling, dropout and routing samples",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.seed = typed<uint64_t>(v, w, "a non-negative integer"); }},
-      {"train.grad_clip", "1.0", "clip the global gradient norm to this (0: off)",
+      {"train.grad_clip", "1.0", "clip the gradient norm to this (0: off)",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) {
          r.grad_clip = typed<double>(v, w, "a number >= 0");
          REMORA_CHECK(r.grad_clip >= 0, w, ": must be >= 0");
+       }},
+      {"train.router_clip", "separate",
+       "separate: routers' gradient norm clipped on its own (log Q grows with length); joint: one global norm",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         const std::string mode = typed<std::string>(v, w, "separate or joint");
+         if (mode != "separate" && mode != "joint") fail(w, ": expected separate or joint, got '", mode, "'");
+         r.clip_routers_separately = mode == "separate";
        }},
       {"optim.lr", "2e-4", "peak learning rate (AdamW)",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) {
@@ -195,10 +202,12 @@ Recipe Recipe::load(const std::string& path, const std::vector<std::string>& ove
   Recipe recipe;
   recipe.source = path;
   nlohmann::json adapter = {{"peft_type", "REMORA"}};
+  std::vector<std::string> adapter_keys;
   for (const auto& [key, value] : values) {
     const std::string where = origin[key] + ": " + key;
     if (key.rfind("adapter.", 0) == 0) {
       adapter[key.substr(8)] = value;
+      if (!value.is_null()) adapter_keys.push_back(key.substr(8));  // null: the default
       continue;
     }
     const auto& table = fields();
@@ -210,6 +219,19 @@ Recipe Recipe::load(const std::string& path, const std::vector<std::string>& ove
     recipe.full_finetune = true;
   } else {
     recipe.adapter = AdapterConfig::from_json(adapter, path + ": adapter");
+    recipe.adapter.check_keys_act(adapter_keys, path + ": adapter");
+  }
+  // Keys that act only with ReMix routers (recipes carry only keys that act).
+  const bool remix = !recipe.full_finetune && recipe.adapter.uses(AdapterMethod::kRemix);
+  if (values.count("train.samples")) {
+    REMORA_CHECK(remix, origin["train.samples"], ": train.samples acts only on ReMix routers (this adapter has none); remove it");
+    REMORA_CHECK(recipe.samples >= 2 || recipe.adapter.router_objective != RouterObjective::kRloo,
+                 origin["train.samples"], ": train.samples must be >= 2 for RLOO (its leave-one-out baseline), got ",
+                 recipe.samples);
+  }
+  const bool routed = !recipe.full_finetune && (is_routed(recipe.adapter.method) || !recipe.adapter.method_pattern.empty());
+  for (const char* key : {"optim.router_lr", "train.router_clip"}) {
+    REMORA_CHECK(!values.count(key) || routed, origin[key], ": ", key, " acts only on routed adapters; remove it");
   }
   recipe.adapter.base_model_name_or_path = recipe.model_path;
   for (const auto& [member, key] : {std::pair{&recipe.model_path, "model.path"},
@@ -233,7 +255,7 @@ nlohmann::json Recipe::to_json() const {
                 {"skip_bad_lines", skip_bad_lines}}},
       {"train", {{"steps", steps}, {"epochs", epochs}, {"batch_size", batch_size},
                  {"grad_accum", grad_accum}, {"samples", samples}, {"seed", seed},
-                 {"grad_clip", grad_clip}}},
+                 {"grad_clip", grad_clip}, {"router_clip", clip_routers_separately ? "separate" : "joint"}}},
       {"optim", {{"lr", lr}, {"router_lr", router_lr ? nlohmann::json(*router_lr) : nlohmann::json(nullptr)},
                  {"weight_decay", weight_decay}, {"beta1", beta1}, {"beta2", beta2}, {"eps", eps}}},
       {"schedule", {{"type", schedules[static_cast<int>(schedule)]}, {"warmup_steps", warmup_steps},
@@ -250,9 +272,11 @@ std::string recipe_reference() {
   std::ostringstream out;
   for (const auto& f : fields()) out << "  " << f.key << " (" << f.fallback << "): " << f.doc << "\n";
   out << "  adapter.* : adapter_config.json keys (method: lora | rslora | molora | topk | hydra | remix | "
-         "smora | full, r, lora_alpha, lora_dropout, target_modules, num_experts, top_k, routing, "
-         "omega_type, omega_alpha, balance_loss_coef, smora_bias_rate, rank_partition, method_pattern, "
-         "layer_num_experts, router_init_std, sample_at_inference)\n";
+         "smora | full, r, lora_alpha, lora_dropout, target_modules, exclude_modules, num_experts, top_k, "
+         "routing (token | sequence), omega_type (rslora | lora), omega_alpha, router_objective (rloo | "
+         "reinforce | frozen), sample_at_inference, balance_loss_coef, balance_loss_scope (pooled | layer), "
+         "smora_bias_rate, rank_partition, method_pattern, layer_num_experts, router_init_std); a key "
+         "that has no effect on the adapter's methods is an error\n";
   return out.str();
 }
 

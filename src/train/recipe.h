@@ -44,9 +44,12 @@ struct Recipe {
   int64_t epochs = 1;
   int64_t batch_size = 8;
   int64_t grad_accum = 1;
-  int64_t samples = 4;  // M routed samples per input (remix only; >= 2)
+  int64_t samples = 4;  // M routed samples per input (remix only; >= 2 for RLOO)
   uint64_t seed = 0;
-  double grad_clip = 1.0;  // global norm; 0 = off
+  double grad_clip = 1.0;  // gradient norm; 0 = off
+  // Routers' gradients are clipped to grad_clip on their own (their norm grows with sequence length
+  // through log Q) instead of inside one global norm with the adapters'.
+  bool clip_routers_separately = true;
 
   // optim
   double lr = 2e-4;

@@ -6,13 +6,19 @@
 namespace remora {
 
 RlooObjective rloo_objective(const at::Tensor& losses, const at::Tensor& log_probs,
-                             const at::Tensor& input_weights) {
+                             const at::Tensor& input_weights, RouterObjective kind) {
   REMORA_CHECK(losses.dim() == 2 && losses.sizes() == log_probs.sizes(), "rloo: losses ",
                losses.sizes(), " and log-probabilities ", log_probs.sizes(), " must both be [M, B]");
   const int64_t M = losses.size(0);
-  REMORA_CHECK(M >= 2, "rloo: M = ", M, " routed samples per input; the leave-one-out baseline needs M >= 2");
+  REMORA_CHECK(M >= 2 || kind != RouterObjective::kRloo, "rloo: M = ", M,
+               " routed samples per input; the leave-one-out baseline needs M >= 2");
   at::Tensor advantage = (losses - losses.mean(0, true)).detach();  // [M, B]
-  at::Tensor per_input = losses.mean(0) + (advantage / (M - 1) * log_probs).sum(0);  // [B]
+  at::Tensor per_input = losses.mean(0);                            // [B]
+  if (kind == RouterObjective::kRloo) {
+    per_input = per_input + (advantage / (M - 1) * log_probs).sum(0);
+  } else if (kind == RouterObjective::kReinforce) {
+    per_input = per_input + (losses.detach() / M * log_probs).sum(0);
+  }
   RlooObjective result;
   if (input_weights.defined()) {
     REMORA_CHECK(input_weights.sizes() == per_input.sizes(), "rloo: input weights ", input_weights.sizes(),
@@ -23,6 +29,7 @@ RlooObjective rloo_objective(const at::Tensor& losses, const at::Tensor& log_pro
   }
   result.mean_loss = losses.detach().mean().item<double>();
   result.advantage_spread = advantage.std(/*unbiased=*/false).item<double>();
+  result.mean_log_prob = log_probs.detach().mean().item<double>();
   return result;
 }
 

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
+#include <cmath>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -48,7 +49,7 @@ double validation_loss(CausalLM& model, AdaptedModel* adapted, const Dataset& da
   for (size_t start = 0; start < order.size(); start += batch_size) {
     std::vector<size_t> indices(order.begin() + start, order.begin() + std::min(order.size(), start + batch_size));
     Batch batch = collate(data.examples, indices, pad_id);
-    auto [sums, counts] = row_losses(model, batch.ids, batch.attention, batch.target_mask);
+    auto [sums, counts] = row_losses(model, batch.ids, batch.attention, batch.target_mask, batch.routing_mask);
     total += sums.sum().item<double>();
     tokens += counts.sum().item<double>();
   }
@@ -123,17 +124,18 @@ int run_training(const Recipe& recipe, bool resume) {
     adapted = checkpoint ? load_adapter(model, *checkpoint + "/adapter")
                          : std::make_unique<AdaptedModel>(model, recipe.adapter, recipe.seed);
     decayed = adapted->adapter_parameters();
-    routers = adapted->router_parameters();
+    for (const auto& p : adapted->router_parameters()) {
+      if (p.requires_grad()) routers.push_back(p);  // a frozen ReMix router is not trained
+    }
     adapted->set_training(true);
   }
   model->train();
-  const bool remix = adapted && adapted->config().method == AdapterMethod::kRemix;
+  const bool remix = adapted && adapted->has_policy_routers();
 
   auto optimizer = make_optimizer(decayed, routers, not_decayed, recipe);
   const std::vector<double> peaks = {recipe.lr, recipe.router_lr.value_or(recipe.lr), recipe.lr};
-  std::vector<at::Tensor> trainable = decayed;
-  trainable.insert(trainable.end(), routers.begin(), routers.end());
-  trainable.insert(trainable.end(), not_decayed.begin(), not_decayed.end());
+  std::vector<at::Tensor> weights = decayed;  // everything but the routers
+  weights.insert(weights.end(), not_decayed.begin(), not_decayed.end());
 
   at::Generator routing_generator = at::make_generator<at::CPUGeneratorImpl>(recipe.seed + 1);
   if (adapted) adapted->routing().generator = routing_generator;
@@ -180,7 +182,7 @@ int run_training(const Recipe& recipe, bool resume) {
     for (const auto& b : micro) step_targets += b.target_tokens;
     const bool log_now = (progress.step + 1) % recipe.log_every == 0 || progress.step + 1 == total_steps;
     RoutingCapture capture;
-    double loss_sum = 0, advantage_spread = 0;
+    double loss_sum = 0, advantage_spread = 0, mean_log_prob = 0;
     int64_t step_tokens = 0;
     for (size_t i = 0; i < micro.size(); ++i) {
       const Batch& batch = micro[i];
@@ -190,6 +192,7 @@ int run_training(const Recipe& recipe, bool resume) {
           micro_batch_objective(*model, adapted.get(), batch, step_targets, recipe.samples, static_cast<int64_t>(micro.size()));
       loss_sum += objective.loss_sum;
       advantage_spread += objective.advantage_spread / micro.size();
+      mean_log_prob += objective.mean_log_prob / micro.size();
       objective.objective.backward();
     }
     if (adapted) adapted->routing().capture = nullptr;
@@ -199,7 +202,24 @@ int run_training(const Recipe& recipe, bool resume) {
       fail("step ", progress.step + 1, ": the loss is ", step_loss,
            "; stopping (the last good checkpoint is kept; lower optim.lr or check the data)");
     }
-    const double grad_norm = clip_gradients(trainable, recipe.grad_clip);
+    // Per-router gradient norms are read before clipping changes them.
+    nlohmann::json router_norms = nlohmann::json::object();
+    if (log_now && adapted) {
+      for (const auto& [path, router] : adapted->routers()) {
+        std::vector<at::Tensor> grads;
+        for (const auto& p : router->parameters()) {
+          if (p.grad().defined()) grads.push_back(p.grad().norm());
+        }
+        if (!grads.empty()) router_norms[path] = at::stack(grads).norm().item<double>();
+      }
+    }
+    GradientNorms norms;
+    if (recipe.clip_routers_separately) {
+      norms.weights = clip_gradients(weights, recipe.grad_clip);
+      norms.routers = clip_gradients(routers, recipe.grad_clip);
+    } else {
+      norms = clip_gradients_jointly(weights, routers, recipe.grad_clip);
+    }
     const double lr_scale = lr_factor(recipe, progress.step, total_steps);
     apply_lr(*optimizer, peaks, lr_scale);
     optimizer->step();
@@ -213,10 +233,17 @@ int run_training(const Recipe& recipe, bool resume) {
 
     if (log_now) {
       nlohmann::json record = {{"step", progress.step}, {"loss", step_loss}, {"lr", peaks[0] * lr_scale},
-                               {"grad_norm", grad_norm}, {"tokens", step_tokens},
+                               {"grad_norm", std::hypot(norms.weights, norms.routers)}, {"tokens", step_tokens},
                                {"tokens_per_second", step_tokens / std::max(1e-9, step_seconds)},
                                {"elapsed", progress.seconds}};
-      if (remix) record["advantage_spread"] = advantage_spread;
+      if (!routers.empty()) {
+        record["adapter_grad_norm"] = norms.weights;
+        record["router_grad_norm"] = norms.routers;
+      }
+      if (remix) {
+        record["advantage_spread"] = advantage_spread;
+        record["mean_log_q"] = mean_log_prob;
+      }
       if (!capture.sites.empty()) {
         nlohmann::json layers = nlohmann::json::array();
         double entropy = 0;
@@ -224,6 +251,7 @@ int run_training(const Recipe& recipe, bool resume) {
         for (const auto& s : routing_stats(capture)) {
           layers.push_back({{"site", s.site}, {"mean_ess", s.mean_ess}, {"min_ess", s.min_ess},
                             {"mean_top_weight", s.mean_top_weight}, {"load", s.load}});
+          if (router_norms.contains(s.site)) layers.back()["router_grad_norm"] = router_norms[s.site];
           if (s.entropy) {
             entropy += *s.entropy;
             with_entropy++;

@@ -57,6 +57,36 @@ def main():
         produced = os.path.join(out, "model" if method == "full" else "adapter")
         check(f"{method}: writes {os.path.basename(produced)}/", os.path.isdir(produced))
 
+    # ReMix logs what RLOO does: adapter and router gradient norms (per router too) and mean log Q.
+    with open(os.path.join(work, "remix", "metrics.jsonl")) as f:
+        records = [r for r in map(json.loads, f) if "loss" in r]
+    logged = all({"adapter_grad_norm", "router_grad_norm", "mean_log_q", "advantage_spread"} <= r.keys()
+                 for r in records)
+    per_router = all("router_grad_norm" in site for r in records for site in r.get("routing", []))
+    check("remix metrics: gradient norms per group and per router, mean log Q", logged and per_router and
+          any("routing" in r for r in records), json.dumps(records[-1])[:300] if records else "no records")
+
+    # Sequence routing decides from the prompt in training and evaluation alike: the trainer's final
+    # validation loss is what `remora eval --task loss` gives on the same file (fp32, so batching
+    # cannot change the rounding).
+    validation = os.path.join(work, "validation.jsonl")
+    with open(DATA) as f, open(validation, "w") as v:
+        v.writelines(f.readlines()[:20])
+    sequence = os.path.join(work, "remix_sequence")
+    run = train("remix", sequence, "train.steps=8", "output.checkpoint_every=0", "adapter.routing=sequence",
+                "model.dtype=float32", f"data.validation={validation}", "train.batch_size=3")
+    with open(os.path.join(sequence, "metrics.jsonl")) as f:
+        trained = [r["validation_loss"] for r in map(json.loads, f) if "validation_loss" in r][-1]
+    scored = remora("eval", "--model", model, "--adapter", os.path.join(sequence, "adapter"), "--dtype", "float32",
+                    "--task", "loss", "--data", validation, "--batch-size", "5",
+                    "--output", os.path.join(work, "validation_eval.json"))
+    evaluated = None
+    if scored.returncode == 0:
+        with open(os.path.join(work, "validation_eval.json")) as f:
+            evaluated = json.load(f)["results"]["validation"]["loss,none"]
+    check("sequence routing: trainer validation loss = eval --task loss", run.returncode == 0 and evaluated is not None
+          and abs(trained - evaluated) <= 1e-5 * abs(trained), f"train {trained}, eval {evaluated} {scored.stderr[-200:]}")
+
     # Same seed, one thread: the same ReMix run twice gives the same numbers and the same adapter.
     a, b = os.path.join(work, "remix_a"), os.path.join(work, "remix_b")
     for out in (a, b):
@@ -110,6 +140,8 @@ def main():
         ("malformed data line", train("lora", os.path.join(work, "e1"), f"data.train={bad_data}"), "bad.jsonl:2"),
         ("missing model folder", train("lora", os.path.join(work, "e2"), "model.path=/no/such/model"), "/no/such/model"),
         ("recipe typo", train("lora", os.path.join(work, "e3"), "optim.lrate=1"), "unknown key 'optim.lrate'"),
+        ("key with no effect", train("remix", os.path.join(work, "e6"), "adapter.lora_alpha=16"),
+         "lora_alpha has no effect with method remix"),
         ("existing output folder", remora("train", os.path.join(ROOT, "configs", "lora.yaml"), f"model.path={model}",
                                           f"data.train={DATA}", f"output.dir={whole}"), "already exists"),
     ]

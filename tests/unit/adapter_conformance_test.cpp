@@ -80,7 +80,7 @@ TEST_P(AdapterConformance, OnlyAdapterTensorsGetGradients) {
   adapted.routing().reset();
   at::Tensor loss = adapted.model().forward(ids_, mask_).logsumexp(-1).mean();
   if (adapted.routing().log_prob.defined()) loss = loss + adapted.routing().log_prob.mean();
-  if (adapted.routing().aux_loss.defined()) loss = loss + adapted.routing().aux_loss;
+  if (adapted.routing().auxiliary_loss().defined()) loss = loss + adapted.routing().auxiliary_loss();
   loss.backward();
   std::set<const void*> adapter_tensors;
   for (const auto& t : adapted.adapter_parameters()) {

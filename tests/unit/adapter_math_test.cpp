@@ -45,7 +45,10 @@ TEST(RoutedLoraLinear, DenseMaskedEqualsPerExpertLoopForwardAndGradients) {
     config.rank_partition = r;
     config.num_experts = n;
     config.top_k = k;
-    ModuleAdapterSpec spec{method, r, 6.0, n, method == AdapterMethod::kTopk || method == AdapterMethod::kSmora ? k : n};
+    // SMoRA: n r rank-1 experts, blocks of r ranks sharing a router score, top k ranks.
+    ModuleAdapterSpec spec = method == AdapterMethod::kSmora
+                                 ? ModuleAdapterSpec{method, 1, 6.0, n * r, k, r}
+                                 : ModuleAdapterSpec{method, r, 6.0, n, method == AdapterMethod::kTopk ? k : n};
     at::manual_seed(1);
     auto base = std::make_shared<Linear>(d_in, d_out, false, at::TensorOptions().dtype(at::kFloat));
     base->weight.normal_();
@@ -233,7 +236,7 @@ TEST(Rloo, OneForwardOverMTimesBRowsTrainsAdaptersAndRouters) {
 // Max over mean of per-expert loads over the last 50 of 400 skewed batches routed in training mode.
 double final_imbalance(double bias_rate) {
   const int64_t n = 8, d = 6, tokens = 64;
-  SmoraRouter router(d, n, 2, bias_rate, 0.0);
+  SmoraRouter router(d, n, 2, bias_rate);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(5);
   {
     at::NoGradGuard no_grad;  // distinct experts, with 0 and 1 scoring highest for positive inputs
@@ -259,7 +262,7 @@ TEST(SmoraRouter, BiasUpdateDrivesASkewedLoadTowardsBalance) {
 }
 
 TEST(SmoraRouter, GatesSumToKOverTheSelectedRanks) {
-  SmoraRouter router(5, 8, 3, 0.0, 1.0);
+  SmoraRouter router(5, 8, 3, 0.0);
   RoutingState state;
   Gate gate = router.route(at::randn({7, 5}), at::ones({7}, at::kBool), 1, state);
   EXPECT_TRUE(at::allclose(gate.weights.sum(-1), at::full({7}, 3.0)));
@@ -287,7 +290,7 @@ TEST(RemixRouter, PlackettLuceLogProbabilityStaysExactForAConfidentRouter) {
 
 TEST(TopkRouter, BalanceLossIsSwitchStyle) {
   // Two experts, k = 1, tokens preferring expert 0 with p = (0.75, 0.25) and expert 1 with (0.25, 0.75).
-  TopkRouter router(2, 2, 1, 0.1, 0.0);
+  TopkRouter router(2, 2, 1, 0.1, 0.0, BalanceLossScope::kLayer);
   {
     at::NoGradGuard no_grad;
     router.weight.copy_(at::eye(2) * std::log(3.0));

@@ -116,8 +116,8 @@ TEST(ScoreTargets, GreedyMeansEveryTargetIsTheArgmax) {
 }
 
 TEST(ScoreTargets, SequenceRoutingFromTheContextScoresWhatGenerationProduced) {
-  // Generation routes a sequence-level router from the prompt; scoring with route_on_context must see
-  // the same routes, so every greedily generated token is again the argmax.
+  // Generation routes a sequence-level router from the prompt; scoring routes from the example's
+  // prompt too, so every greedily generated token is again the argmax.
   AdapterConfig config = testing::adapter_config(AdapterMethod::kRemix);
   config.routing = RoutingGranularity::kSequence;
   config.target_modules = nlohmann::json::array({"gate_proj", "up_proj", "down_proj"});
@@ -132,7 +132,8 @@ TEST(ScoreTargets, SequenceRoutingFromTheContextScoresWhatGenerationProduced) {
     example.ids.insert(example.ids.end(), continuation.begin(), continuation.end());
     example.target.assign(example.ids.size(), 0);
     std::fill(example.target.begin() + prompt.size(), example.target.end(), 1);
-    EXPECT_TRUE(score_targets(adapted.model(), {example}, 1, /*route_on_context=*/true)[0].greedy);
+    example.prompt_length = static_cast<int64_t>(prompt.size());
+    EXPECT_TRUE(score_targets(adapted.model(), {example}, 1)[0].greedy);
   }
 }
 

@@ -61,6 +61,35 @@ TEST(Recipe, DefaultsOverridesAndErrorsNamingTheKey) {
   EXPECT_THAT(error_of([&] { Recipe::load(missing.string()); }), HasSubstr("missing required key 'output.dir'"));
 }
 
+TEST(Recipe, KeysThatDoNothingForTheMethodAreErrors) {
+  const fs::path path = temp_file("recipe.yaml", kRecipe);  // method: remix
+  EXPECT_THAT(error_of([&] { Recipe::load(path.string(), {"adapter.lora_alpha=16"}); }),
+              AllOf(HasSubstr("lora_alpha has no effect with method remix"), HasSubstr("remove it")));
+  EXPECT_THAT(error_of([&] { Recipe::load(path.string(), {"adapter.smora_bias_rate=0.1"}); }),
+              HasSubstr("smora_bias_rate has no effect"));
+  EXPECT_THAT(error_of([&] { Recipe::load(path.string(), {"adapter.method=lora", "adapter.num_experts=4"}); }),
+              HasSubstr("num_experts has no effect with method lora"));
+  EXPECT_THAT(error_of([&] { Recipe::load(path.string(), {"adapter.method=topk", "train.samples=4"}); }),
+              HasSubstr("train.samples acts only on ReMix routers"));
+  EXPECT_THAT(error_of([&] { Recipe::load(path.string(), {"adapter.method=lora", "adapter.num_experts=null",
+                                                          "adapter.top_k=null", "optim.router_lr=1e-3"}); }),
+              HasSubstr("optim.router_lr acts only on routed adapters"));
+  EXPECT_THAT(error_of([&] { Recipe::load(path.string(), {"adapter.router_objective=greedy"}); }),
+              HasSubstr("router_objective must be one of \"rloo\", \"reinforce\", \"frozen\""));
+  // A key that acts through method_pattern is fine; M = 1 is fine without a baseline.
+  EXPECT_NO_THROW(Recipe::load(path.string(), {"adapter.method=lora", "adapter.lora_alpha=16",
+                                               "adapter.method_pattern={up_proj: remix}"}));
+  EXPECT_NO_THROW(Recipe::load(path.string(), {"adapter.router_objective=reinforce", "train.samples=1"}));
+  EXPECT_THAT(error_of([&] { Recipe::load(path.string(), {"train.samples=1"}); }), HasSubstr("must be >= 2 for RLOO"));
+}
+
+TEST(Recipe, EveryShippedRecipeLoadsWithOnlyKeysThatAct) {
+  for (const auto& entry : fs::directory_iterator(fs::path(REMORA_SOURCE_DIR) / "configs")) {
+    SCOPED_TRACE(entry.path().string());
+    EXPECT_NO_THROW(Recipe::load(entry.path().string()));
+  }
+}
+
 TEST(Schedule, WarmupThenCosineToTheFloor) {
   Recipe recipe;
   recipe.warmup_steps = 10;

@@ -13,14 +13,14 @@ std::shared_ptr<Router> make_router(const ModuleAdapterSpec& spec, const Adapter
       return std::make_shared<DenseSoftmaxRouter>(input_size, spec.num_experts, std);
     case AdapterMethod::kTopk:
       return std::make_shared<TopkRouter>(input_size, spec.num_experts, spec.top_k,
-                                          config.balance_loss_coef, std);
+                                          config.balance_loss_coef, std, config.balance_loss_scope);
     case AdapterMethod::kRemix:
       return std::make_shared<RemixRouter>(input_size, spec.num_experts, spec.top_k,
                                            remix_omega(config, spec.rank),
                                            config.sample_at_inference, std);
     case AdapterMethod::kSmora:
       return std::make_shared<SmoraRouter>(input_size, spec.num_experts, spec.top_k,
-                                           config.smora_bias_rate, std);
+                                           config.smora_bias_rate, spec.rank_partition);
     case AdapterMethod::kLora:
     case AdapterMethod::kRslora:
       break;

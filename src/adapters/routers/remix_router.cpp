@@ -15,7 +15,10 @@ RemixRouter::RemixRouter(int64_t input_size, int64_t experts, int64_t k, double 
 
 Gate RemixRouter::route(const at::Tensor& x, const at::Tensor& valid, int64_t rows,
                         RoutingState& state) {
-  at::Tensor log_q = at::log_softmax(router_logits(x, weight), -1);  // [N, n]
+  // The router reads a detached copy of its input: the score-function term then trains P alone, and
+  // the LoRA factors get exactly the gradient of mean_m L(J_m) at the sampled selections (spec
+  // section 3). Letting it flow into earlier adapters adds variance that grows with tokens x layers.
+  at::Tensor log_q = at::log_softmax(router_logits(x.detach(), weight), -1);  // [N, n]
   at::Tensor selected;
   if (state.training || sample_at_inference_) {
     // Gumbel-top-k: the top k of log q + Gumbel noise, in order, is a sample of k experts drawn

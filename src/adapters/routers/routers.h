@@ -17,10 +17,13 @@ class DenseSoftmaxRouter : public Router {
 };
 
 // p = softmax(P x); keep the top k; renormalise to sum 1. In training adds the Switch-style balance
-// loss coef * n * sum_i f_i * mean_p_i, f_i = share of tokens whose top k contains i.
+// loss coef * n * sum_i f_i * mean_p_i, f_i = share of tokens whose top k contains i, either over
+// this router's tokens alone (kLayer) or over every top-k router's tokens of the forward (kPooled,
+// collected in RoutingState).
 class TopkRouter : public Router {
  public:
-  TopkRouter(int64_t input_size, int64_t experts, int64_t k, double balance_coef, double init_std);
+  TopkRouter(int64_t input_size, int64_t experts, int64_t k, double balance_coef, double init_std,
+             BalanceLossScope scope = BalanceLossScope::kPooled);
   Gate route(const at::Tensor& x, const at::Tensor& valid, int64_t rows, RoutingState& state) override;
   int64_t num_experts() const override { return weight.size(0); }
   int64_t active_experts() const override { return k_; }
@@ -29,6 +32,7 @@ class TopkRouter : public Router {
  private:
   int64_t k_;
   double balance_coef_;
+  BalanceLossScope scope_;
 };
 
 // q = softmax(P x). Training (or sample_at_inference): k experts drawn without replacement from q by
@@ -51,21 +55,25 @@ class RemixRouter : public Router {
   bool sample_at_inference_;
 };
 
-// s = sigmoid(W x) + b (b a non-learnable balancing bias); top k of s; g_i = k s_i / sum of the
-// selected s. In training, after routing: b_i += u * sign(mean(c) - c_i), c_i = tokens whose top k
-// contains i.
+// SMoRA as its authors' code runs it: s = sigmoid(W x), one score per block of `rank_partition`
+// ranks, repeated to every rank; s~ = s + b with b a non-learnable per-rank balancing bias; the top
+// k ranks of s~; g_i = k s~_i / sum of the selected s~ (so the bias enters the gate values too). In
+// training, after routing: b_i += u * sign(mean(c) - c_i), c_i = real tokens whose top k contains i.
+// W starts as PyTorch's Linear default (Kaiming-uniform), as in the official code.
 class SmoraRouter : public Router {
  public:
-  SmoraRouter(int64_t input_size, int64_t experts, int64_t k, double bias_rate, double init_std);
+  SmoraRouter(int64_t input_size, int64_t ranks, int64_t k, double bias_rate, int64_t rank_partition = 1);
   Gate route(const at::Tensor& x, const at::Tensor& valid, int64_t rows, RoutingState& state) override;
-  int64_t num_experts() const override { return weight.size(0); }
+  void initialize(double init_std, at::Generator& generator) override;
+  int64_t num_experts() const override { return balance_bias.size(0); }
   int64_t active_experts() const override { return k_; }
-  at::Tensor weight;        // [n, d]
-  at::Tensor balance_bias;  // [n] buffer
+  at::Tensor weight;        // [R / rank_partition, d]
+  at::Tensor balance_bias;  // [R] buffer
 
  private:
   int64_t k_;
   double bias_rate_;
+  int64_t rank_partition_;
 };
 
 // ReMix's constant weight: omega_alpha / (k r) or omega_alpha / sqrt(k r).

@@ -5,8 +5,8 @@
 namespace remora {
 
 TopkRouter::TopkRouter(int64_t input_size, int64_t experts, int64_t k, double balance_coef,
-                       double init_std)
-    : k_(k), balance_coef_(balance_coef) {
+                       double init_std, BalanceLossScope scope)
+    : k_(k), balance_coef_(balance_coef), scope_(scope) {
   weight = register_parameter("weight", new_router_weight(experts, input_size, init_std));
 }
 
@@ -17,11 +17,15 @@ Gate TopkRouter::route(const at::Tensor& x, const at::Tensor& valid, int64_t, Ro
   if (state.training && balance_coef_ > 0) {
     const int64_t n = probs.size(-1);
     at::Tensor mask = valid.to(probs.scalar_type()).unsqueeze(-1);  // [N, 1]
-    at::Tensor tokens = mask.sum().clamp_min(1);
-    at::Tensor chosen = at::zeros_like(probs).scatter(-1, selected, 1.0);
-    at::Tensor share = (chosen * mask).sum(0) / tokens;      // f_i
-    at::Tensor mean_prob = (probs * mask).sum(0) / tokens;   // P̄_i
-    state.add_aux_loss(balance_coef_ * n * (share.detach() * mean_prob).sum());
+    at::Tensor tokens = mask.sum();
+    at::Tensor chosen = (at::zeros_like(probs).scatter(-1, selected, 1.0) * mask).sum(0).detach();  // [n]
+    at::Tensor prob_sum = (probs * mask).sum(0);                                                  // [n]
+    if (scope_ == BalanceLossScope::kPooled) {
+      state.add_pooled_balance(balance_coef_, chosen, prob_sum, tokens);
+    } else {
+      at::Tensor count = tokens.clamp_min(1);
+      state.add_aux_loss(balance_coef_ * n * ((chosen / count) * (prob_sum / count)).sum());  // f_i P̄_i
+    }
   }
   return {weights, probs, selected};
 }
