@@ -11,7 +11,7 @@
 namespace remora {
 namespace fs = std::filesystem;
 
-AdapterConfig read_adapter_config(const std::string& dir) {
+AdapterConfig read_adapter_config(const std::string& dir, const nlohmann::json& overrides) {
   const fs::path path = fs::path(dir) / "adapter_config.json";
   if (!fs::exists(path)) fail(path.string(), ": missing (an adapter folder needs adapter_config.json)");
   nlohmann::json json;
@@ -20,7 +20,15 @@ AdapterConfig read_adapter_config(const std::string& dir) {
   } catch (const nlohmann::json::parse_error& e) {
     fail(path.string(), ": not valid JSON (", e.what(), ")");
   }
-  return AdapterConfig::from_json(json, path.string());
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : overrides.items()) {
+    json[key] = value;
+    keys.push_back(key);
+  }
+  const std::string source = overrides.empty() ? path.string() : path.string() + " with --adapter-set";
+  AdapterConfig config = AdapterConfig::from_json(json, source);
+  config.check_keys_act(keys, source);
+  return config;
 }
 
 void save_adapter(const AdaptedModel& adapted, const std::string& dir, bool overwrite) {
@@ -35,8 +43,9 @@ void save_adapter(const AdaptedModel& adapted, const std::string& dir, bool over
   });
 }
 
-std::unique_ptr<AdaptedModel> load_adapter(std::shared_ptr<CausalLM> base, const std::string& dir) {
-  AdapterConfig config = read_adapter_config(dir);
+std::unique_ptr<AdaptedModel> load_adapter(std::shared_ptr<CausalLM> base, const std::string& dir,
+                                           const nlohmann::json& config_overrides) {
+  AdapterConfig config = read_adapter_config(dir, config_overrides);
   const std::string weights = (fs::path(dir) / "adapter_model.safetensors").string();
   if (!fs::exists(weights)) fail(weights, ": missing");
   SafetensorsFile file(weights);

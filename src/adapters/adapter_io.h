@@ -14,10 +14,14 @@ void save_adapter(const AdaptedModel& adapted, const std::string& dir, bool over
 
 // Attaches the adapter in `dir` to `base`. Every tensor the config implies must be present with
 // its exact shape and nothing else may be: errors name the file, the tensor and the expected shape.
-std::unique_ptr<AdaptedModel> load_adapter(std::shared_ptr<CausalLM> base, const std::string& dir);
+// `config_overrides` (a JSON object) replaces adapter_config.json fields first, e.g.
+// {"sample_at_inference": true}; a field that acts on none of the adapter's methods is an error.
+std::unique_ptr<AdaptedModel> load_adapter(std::shared_ptr<CausalLM> base, const std::string& dir,
+                                           const nlohmann::json& config_overrides = nlohmann::json::object());
 
-// Reads and validates <dir>/adapter_config.json.
-AdapterConfig read_adapter_config(const std::string& dir);
+// Reads and validates <dir>/adapter_config.json, with `overrides` applied (see load_adapter).
+AdapterConfig read_adapter_config(const std::string& dir,
+                                  const nlohmann::json& overrides = nlohmann::json::object());
 
 // Folds every LoRA / rsLoRA update into its base weight (W + scale B A computed in fp32, then cast
 // to the stored dtype) and puts the plain Linear back. Throws Error, changing nothing, if any adapted

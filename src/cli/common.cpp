@@ -1,6 +1,8 @@
 // Shared CLI option handling.
 #include "cli/common.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <charconv>
 
 #include "core/dtype.h"
@@ -18,12 +20,23 @@ void ModelOptions::add_to(CLI::App& command) {
   command.add_option("--dtype", dtype, "weight dtype in memory: bfloat16 or float32")
       ->capture_default_str();
   command.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
+  command.add_option("--adapter-set", adapter_overrides,
+                     "override an adapter_config.json field, e.g. sample_at_inference=true (repeatable)");
+  command.add_option("--routing-seed", routing_seed, "seed of routers that sample at inference")
+      ->capture_default_str();
 }
 
 LoadedModel ModelOptions::load() const {
   LoadedModel loaded;
   loaded.model = load_causal_lm(dir, parse_compute_dtype(dtype), parse_device(device));
-  if (!adapter.empty()) loaded.adapter = load_adapter(loaded.model, adapter);
+  if (adapter.empty()) {
+    REMORA_CHECK(adapter_overrides.empty(), "--adapter-set needs --adapter");
+    return loaded;
+  }
+  nlohmann::json overrides = nlohmann::json::object();
+  for (const auto& assignment : adapter_overrides) apply_json_assignment(overrides, assignment, "--adapter-set");
+  loaded.adapter = load_adapter(loaded.model, adapter, overrides);
+  loaded.adapter->routing().generator = at::make_generator<at::CPUGeneratorImpl>(routing_seed);
   return loaded;
 }
 

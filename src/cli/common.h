@@ -30,6 +30,8 @@ struct ModelOptions {
   std::string adapter;
   std::string dtype = "bfloat16";
   std::string device = "cpu";
+  std::vector<std::string> adapter_overrides;  // --adapter-set KEY=VALUE
+  uint64_t routing_seed = 0;                   // noise of routers that sample at inference
 
   void add_to(CLI::App& command);
   LoadedModel load() const;
