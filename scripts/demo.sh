@@ -10,12 +10,12 @@ remora=("${REMORA_BUILD_DIR:-$root/build}/src/remora" --threads 2)
 cd "$root"
 mkdir -p demo runs
 
-echo "== 1. a 1024-token byte-level BPE tokenizer and a random 3.5M-parameter Llama-shaped model"
-"${remora[@]}" train-tokenizer --corpus data/shapes.jsonl data/colors.jsonl --vocab-size 1024 \
+echo "== 1. a byte-level BPE tokenizer (up to 1024 tokens) on the pretraining data, and a random Llama-shaped model of about 3.2M parameters"
+"${remora[@]}" train-tokenizer --corpus data/shapes.jsonl --vocab-size 1024 \
   --out demo/tokenizer --overwrite
 "${remora[@]}" init-model --arch llama --preset tiny --tokenizer demo/tokenizer --out demo/model --overwrite
 
-echo "== 2. pretrain every weight on the shapes of 24 objects (configs/full.yaml)"
+echo "== 2. pretrain every weight on the shapes of 24 objects and the colour words (configs/full.yaml)"
 "${remora[@]}" train configs/full.yaml output.overwrite=true log.every=100 threads=2
 
 echo "== 3. ReMix fine-tune on their colours: 8 LoRAs per FFN, 2 active, RLOO over 4 samples (configs/remix.yaml)"

@@ -7,7 +7,7 @@ A run is a `remora train` of a shipped recipe (configs/*.yaml) with command-line
 FULL = {
     "sizes": {"train": 600, "validation": 60, "test": 150, "creatures": 250},
     "base_steps": 3000,
-    "steps": 240,
+    "steps": 720,
     "seeds": [0, 1, 2],
     "lrs": [1e-3, 3e-3, 1e-2],
 }
@@ -57,9 +57,9 @@ INVESTIGATIONS = {
 }
 
 
-def common_overrides(work, scale):
-    """Keys every fine-tuning run shares: same data, data order (seed), steps and schedule."""
-    return [f"model.path={work}/base/model", f"data.train={work}/data/train.jsonl",
+def common_overrides(work, scale, threads):
+    """Keys every fine-tuning run shares: same data, data order (seed), steps, schedule and threads."""
+    return [f"threads={threads}", f"model.path={work}/base/model", f"data.train={work}/data/train.jsonl",
             f"data.validation={work}/data/validation.jsonl", "data.format=prompt_completion",
             "data.max_seq_len=128", f"train.steps={scale['steps']}", "train.batch_size=8",
             "schedule.type=cosine", "schedule.warmup_steps=10", "output.overwrite=true",

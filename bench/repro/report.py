@@ -68,7 +68,7 @@ def claims(summary):
     topk, remix = summary["ess"]["topk"]["mean_ess"], summary["ess"]["remix"]["mean_ess"]
     topk = [v for v in topk if v is not None]
     remix = [v for v in remix if v is not None]
-    if topk:
+    if topk and remix:
         first, last = topk[0], topk[-1]
         out.append({"id": "a", "claim": "a learned top-2 router collapses: its mean effective support falls from k = 2 "
                     "towards 1 during training, while ReMix keeps exactly k",
@@ -144,7 +144,8 @@ def markdown(results, summary):
               "seed 0 at each of " + ", ".join(f"{lr:g}" for lr in scale["lrs"]) + ":", "",
               "| method | " + " | ".join(f"lr {lr:g}" for lr in scale["lrs"]) + " |", "|---|" + "---|" * len(scale["lrs"])]
     for method, losses in results["lr_sweep"].items():
-        lines.append(f"| {NAMES[method]} | " + " | ".join(f"{losses[f'{lr:g}']:.4f}" for lr in scale["lrs"]) + " |")
+        lines.append(f"| {NAMES[method]} | " + " | ".join(
+            "diverged" if losses[f"{lr:g}"] is None else f"{losses[f'{lr:g}']:.4f}" for lr in scale["lrs"]) + " |")
     titles = {"k": "ReMix: active experts k (n = 8)", "M": "ReMix: RLOO samples M",
               "objective": "ReMix: router objective", "inference": "ReMix: inference routing",
               "investigation": "ReMix: other settings tried (one change each from the main run)"}

@@ -9,6 +9,7 @@ Resumable: a run whose evaluation is written is never redone, so stopping and st
 continues where it stopped. Every model is trained, scored, inspected and routed by remora's verbs."""
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -21,6 +22,10 @@ import report  # noqa: E402
 import tasks  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+class RunFailed(Exception):
+    pass
+
+
 TASK_METRICS = {"arithmetic": "exact_match,strict-match", "lists": "exact_match,none", "facts": "acc,none"}
 
 
@@ -31,6 +36,7 @@ class Suite:
         os.makedirs(os.path.join(self.work, "runs"), exist_ok=True)
 
     def remora(self, *argv, log=None):
+        """stdout of a remora command; RunFailed (with remora's one-line error) if it fails."""
         command = [self.args.remora, "--threads", str(self.args.threads), *argv]
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if log:
@@ -38,7 +44,7 @@ class Suite:
                 f.write(" ".join(command) + "\n" + result.stdout + result.stderr)
         if result.returncode != 0:
             message = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
-            sys.exit(f"repro: remora {argv[0]} failed: {message}\n  command: {' '.join(command)}")
+            raise RunFailed(f"remora {argv[0]} failed: {message}\n  command: {' '.join(command)}")
         return result.stdout
 
     def say(self, text):
@@ -89,6 +95,7 @@ class Suite:
                     "--out", f"{base}/init", "--overwrite", "--seed", "1")
         self.remora("train", "configs/full.yaml", f"model.path={base}/init", f"data.train={data}/corpus.jsonl",
                     "data.format=text", f"train.steps={self.scale['base_steps']}", "train.batch_size=32",
+                    f"threads={self.args.threads}",
                     "optim.lr=3e-3", "schedule.warmup_steps=50", f"output.dir={base}/run", "output.overwrite=true",
                     "output.checkpoint_every=0", "log.every=50", log=f"{base}.log")
         os.replace(f"{base}/run/model", f"{base}/model")
@@ -97,8 +104,8 @@ class Suite:
 
     def train_argv(self, run):
         folder = os.path.join(self.work, "runs", run["name"])
-        return ["train", run["recipe"], *plan.common_overrides(self.work, self.scale), *run["overrides"],
-                f"output.dir={folder}"]
+        return ["train", run["recipe"], *plan.common_overrides(self.work, self.scale, self.args.threads),
+                *run["overrides"], f"output.dir={folder}"]
 
     def trained_as_planned(self, run):
         """Whether the run's adapter came from the command the plan gives now (recorded next to it)."""
@@ -159,7 +166,7 @@ class Suite:
         return {"trainable": count("trainable"), "activated": count("activated"), "overrides": plan.METHODS[method][1]}
 
     def routing(self, topk, remix):
-        path = os.path.join(self.work, "routing.json")
+        path = os.path.join(self.work, f"routing_{os.path.basename(topk)}_{os.path.basename(remix)}.json")
         if not os.path.exists(path):
             self.remora("routing", "--model", f"{self.work}/base/model", "--data", f"{self.work}/data/test_mixture.jsonl",
                         "--format", "prompt_completion", "--adapter", f"{topk}/adapter", "--label", "topk",
@@ -218,9 +225,14 @@ def main():
     total = len(sweep) + len(plan.METHOD_ORDER) * (seeds - 1) + (7 + len(plan.INVESTIGATIONS)) * seeds
     sweep_results = {m: {} for m in plan.METHOD_ORDER}
     for run in sweep:
-        result = suite.run(run, total)
-        sweep_results[run["method"]][f"{run['lr']:g}"] = result["curve"]["validation_loss"]
-    lr_of = {m: float(min(losses, key=losses.get)) for m, losses in sweep_results.items()}
+        try:
+            loss = suite.run(run, total)["curve"]["validation_loss"]
+        except RunFailed as error:  # a learning rate that diverges loses the sweep, it does not stop it
+            suite.say(f"  {run['name']}: {str(error).splitlines()[0]}")
+            loss = None
+        sweep_results[run["method"]][f"{run['lr']:g}"] = loss if loss is not None and math.isfinite(loss) else None
+    lr_of = {m: float(min((lr for lr in losses if losses[lr] is not None), key=losses.get))
+             for m, losses in sweep_results.items()}
 
     results = {"quick": args.quick, "scale": scale, "base": base, "lr_sweep": sweep_results, "lr": lr_of,
                "methods": {}, "budget": {}, "studies": {}}
@@ -248,4 +260,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunFailed as error:
+        sys.exit(f"repro: {error}")

@@ -98,6 +98,18 @@ def list_problem(rng):
     return {"question": f"{op}({show(xs)}) = ?", "answer": show(list_value(op, xs))}
 
 
+LIST_SENTENCES = {"first": "The first of {x} is {v}.", "last": "The last of {x} is {v}.",
+                  "reverse": "The reverse of {x} is {v}.", "sort": "Sorted, {x} is {v}.",
+                  "max": "The largest of {x} is {v}.", "min": "The smallest of {x} is {v}.",
+                  "len": "The list {x} has {v} items.", "sum": "The items of {x} add up to {v}."}
+
+
+def list_sentence(question):
+    """"reverse([1, 2]) = ?" as the corpus states it: "The reverse of [1, 2] is [2, 1]."."""
+    op, xs = question.split("(", 1)[0], json.loads(question.split("(", 1)[1].rsplit(")", 1)[0])
+    return LIST_SENTENCES[op].format(x=show(xs), v=show(list_value(op, xs)))
+
+
 def unique(generate, count, rng, taken):
     """`count` problems whose questions are new (not in `taken`), added to `taken`."""
     out = []
@@ -142,16 +154,10 @@ def corpus_lines(world, rng, held_out):
         story = arithmetic_problem(rng)["question"].rsplit(" How many", 1)[0]
         if story not in held_out_stories:
             lines.append(story)
-    sentence = {"first": "The first of {x} is {v}.", "last": "The last of {x} is {v}.",
-                "reverse": "The reverse of {x} is {v}.", "sort": "Sorted, {x} is {v}.",
-                "max": "The largest of {x} is {v}.", "min": "The smallest of {x} is {v}.",
-                "len": "The list {x} has {v} items.", "sum": "The items of {x} add up to {v}."}
     for _ in range(1500):
         p = list_problem(rng)
-        if p["question"] in questions:
-            continue
-        op, xs = p["question"].split("(", 1)[0], json.loads(p["question"].split("(", 1)[1].rsplit(")", 1)[0])
-        lines.append(sentence[op].format(x=show(xs), v=show(list_value(op, xs))))
+        if p["question"] not in questions:
+            lines.append(list_sentence(p["question"]))
     rng.shuffle(lines)
     return lines
 
@@ -177,14 +183,19 @@ def generate(seed, sizes):
 
 
 def check_disjoint(tasks, corpus):
-    """No test problem in training, validation or the corpus (by question and by prompt text)."""
-    text = "\n".join(corpus)
+    """No test problem in training or validation, nor in the corpus in any of the forms the corpus
+    uses: as a question or prompt, as an arithmetic story without its question, as a list sentence."""
+    text, lines = "\n".join(corpus), set(corpus)
     for task, splits in tasks.items():
         test = {p["question"] for p in splits["test"]}
         for other in ("train", "validation"):
             shared = test & {p["question"] for p in splits[other]}
             assert not shared, f"{task}: {len(shared)} test problems also in {other}: {sorted(shared)[:3]}"
         leaked = [q for q in test if q in text or prompt_of(q) in text]
+        if task == "arithmetic":
+            leaked += [q for q in test if q.rsplit(" How many", 1)[0] in lines]
+        if task == "lists":
+            leaked += [p["question"] for p in splits["test"] if list_sentence(p["question"]) in lines]
         assert not leaked, f"{task}: test problems in the base corpus: {leaked[:3]}"
 
 

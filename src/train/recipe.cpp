@@ -100,12 +100,15 @@ const std::vector<Field>& fields() {
          r.grad_clip = typed<double>(v, w, "a number >= 0");
          REMORA_CHECK(r.grad_clip >= 0, w, ": must be >= 0");
        }},
-      {"train.router_clip", "separate",
-       "separate: routers' gradient norm clipped on its own (log Q grows with length); joint: one global norm",
+      {"train.router_clip", "auto",
+       "separate: routers' gradient norm clipped on its own; joint: one global norm; auto: separate with "
+       "ReMix routers (log Q grows with length), joint otherwise",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) {
-         const std::string mode = typed<std::string>(v, w, "separate or joint");
-         if (mode != "separate" && mode != "joint") fail(w, ": expected separate or joint, got '", mode, "'");
-         r.clip_routers_separately = mode == "separate";
+         const std::string mode = typed<std::string>(v, w, "auto, separate or joint");
+         if (mode != "auto" && mode != "separate" && mode != "joint") {
+           fail(w, ": expected auto, separate or joint, got '", mode, "'");
+         }
+         r.clip_routers_separately = mode == "auto" ? std::nullopt : std::optional<bool>(mode == "separate");
        }},
       {"optim.lr", "2e-4", "peak learning rate (AdamW)",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) {
@@ -233,6 +236,13 @@ Recipe Recipe::load(const std::string& path, const std::vector<std::string>& ove
   for (const char* key : {"optim.router_lr", "train.router_clip"}) {
     REMORA_CHECK(!values.count(key) || routed, origin[key], ": ", key, " acts only on routed adapters; remove it");
   }
+  // A sequence decision is made from the whole prompt; predicting the prompt's own tokens with it
+  // would let each of them see the tokens after it.
+  REMORA_CHECK(!(recipe.train_on_prompt && !recipe.full_finetune &&
+                 recipe.adapter.routing == RoutingGranularity::kSequence &&
+                 (recipe.adapter.uses(AdapterMethod::kRemix) || recipe.adapter.uses(AdapterMethod::kTopk))),
+               path, ": adapter.routing: sequence cannot train on the prompt (data.train_on_prompt): the prompt's "
+               "tokens would be predicted with a routing decision made from the tokens after them");
   recipe.adapter.base_model_name_or_path = recipe.model_path;
   for (const auto& [member, key] : {std::pair{&recipe.model_path, "model.path"},
                                     {&recipe.train_file, "data.train"},
@@ -255,7 +265,8 @@ nlohmann::json Recipe::to_json() const {
                 {"skip_bad_lines", skip_bad_lines}}},
       {"train", {{"steps", steps}, {"epochs", epochs}, {"batch_size", batch_size},
                  {"grad_accum", grad_accum}, {"samples", samples}, {"seed", seed},
-                 {"grad_clip", grad_clip}, {"router_clip", clip_routers_separately ? "separate" : "joint"}}},
+                 {"grad_clip", grad_clip},
+                 {"router_clip", !clip_routers_separately ? "auto" : *clip_routers_separately ? "separate" : "joint"}}},
       {"optim", {{"lr", lr}, {"router_lr", router_lr ? nlohmann::json(*router_lr) : nlohmann::json(nullptr)},
                  {"weight_decay", weight_decay}, {"beta1", beta1}, {"beta2", beta2}, {"eps", eps}}},
       {"schedule", {{"type", schedules[static_cast<int>(schedule)]}, {"warmup_steps", warmup_steps},

@@ -47,9 +47,10 @@ struct Recipe {
   int64_t samples = 4;  // M routed samples per input (remix only; >= 2 for RLOO)
   uint64_t seed = 0;
   double grad_clip = 1.0;  // gradient norm; 0 = off
-  // Routers' gradients are clipped to grad_clip on their own (their norm grows with sequence length
-  // through log Q) instead of inside one global norm with the adapters'.
-  bool clip_routers_separately = true;
+  // Whether routers' gradients are clipped to grad_clip on their own instead of inside one global
+  // norm with the adapters'. Default (nullopt): on their own with ReMix routers, whose log Q (and so
+  // gradient norm) grows with sequence length; one global norm otherwise, as the baselines' papers.
+  std::optional<bool> clip_routers_separately;
 
   // optim
   double lr = 2e-4;

@@ -214,7 +214,7 @@ int run_training(const Recipe& recipe, bool resume) {
       }
     }
     GradientNorms norms;
-    if (recipe.clip_routers_separately) {
+    if (recipe.clip_routers_separately.value_or(remix)) {
       norms.weights = clip_gradients(weights, recipe.grad_clip);
       norms.routers = clip_gradients(routers, recipe.grad_clip);
     } else {

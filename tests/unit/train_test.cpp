@@ -83,6 +83,16 @@ TEST(Recipe, KeysThatDoNothingForTheMethodAreErrors) {
   EXPECT_THAT(error_of([&] { Recipe::load(path.string(), {"train.samples=1"}); }), HasSubstr("must be >= 2 for RLOO"));
 }
 
+TEST(Recipe, RouterClipAndSequenceRoutingOnThePrompt) {
+  const fs::path path = temp_file("recipe.yaml", kRecipe);
+  EXPECT_FALSE(Recipe::load(path.string()).clip_routers_separately.has_value());  // auto: decided by the routers
+  EXPECT_EQ(Recipe::load(path.string(), {"train.router_clip=joint"}).clip_routers_separately, false);
+  EXPECT_EQ(Recipe::load(path.string(), {"train.router_clip=separate"}).clip_routers_separately, true);
+  EXPECT_THAT(error_of([&] { Recipe::load(path.string(), {"adapter.routing=sequence", "data.train_on_prompt=true"}); }),
+              HasSubstr("routing: sequence cannot train on the prompt"));
+  EXPECT_NO_THROW(Recipe::load(path.string(), {"adapter.routing=sequence"}));
+}
+
 TEST(Recipe, EveryShippedRecipeLoadsWithOnlyKeysThatAct) {
   for (const auto& entry : fs::directory_iterator(fs::path(REMORA_SOURCE_DIR) / "configs")) {
     SCOPED_TRACE(entry.path().string());
