@@ -125,7 +125,7 @@ def markdown(results, summary):
     lines += [f"{len(scale['seeds'])} seeds per setting, mean ± standard error (in points); {scale['steps']} steps of "
               f"batch 8 per run; base pretrained {scale['base_steps']} steps. Test problems per task: "
               + ", ".join(f"{t} {c['test']}" for t, c in data["problems"].items())
-              + f". Produced by `python3 bench/repro/run.py`.", "", "## Claims", "",
+              + ". Produced by `/usr/bin/python3 bench/repro/run.py` (see bench/repro/README.md).", "", "## Claims", "",
               "| claim | held here | evidence |", "|---|---|---|"]
     for c in summary["claims"]:
         lines.append(f"| ({c['id']}) {c['claim']} | {'yes' if c['held'] else '**no**'} | {c['evidence']} |")
