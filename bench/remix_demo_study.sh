@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # ReMix's training choices on the demo's colours task, 3 seeds each: the default (router reads a
-# detached input, routers clipped on their own, RLOO), one global clip, a frozen (never trained)
-# router, and for reference plain LoRA with the same 16 active ranks on the
-# same FFN projections and the MixLoRA-style top-k of the demo. Prints exact match over the 24
-# questions and the mean ratio of router to adapter gradient norm (before clipping) over training.
+# detached input, routers clipped on their own, RLOO) and one global clip instead, and for reference
+# plain LoRA with the same 16 active ranks on the same FFN projections and the MixLoRA-style top-k of
+# the demo. Prints exact match over the 24 questions and the mean ratio of router to adapter gradient
+# norm (before clipping) over training.
 # Usage: bash bench/remix_demo_study.sh [build-dir]   (runs scripts/demo.sh first if its base is missing)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,11 +18,10 @@ common=(model.path=runs/pretrain/model train.steps=500 optim.lr=5.0e-3 output.ov
 declare -A variants=(
   [remix]="configs/remix.yaml"
   [remix_joint_clip]="configs/remix.yaml train.router_clip=joint"
-  [remix_frozen]="configs/remix.yaml adapter.router_objective=frozen"
   [lora_r16_ffn]="configs/lora.yaml adapter.r=16 adapter.lora_alpha=16 adapter.target_modules=[gate_proj,up_proj,down_proj]"
   [topk]="configs/topk.yaml"
 )
-for name in remix remix_joint_clip remix_frozen lora_r16_ffn topk; do
+for name in remix remix_joint_clip lora_r16_ffn topk; do
   for seed in 0 1 2; do
     run="$out/${name}_seed$seed"
     if [ ! -f "$run/answers.jsonl" ]; then  # finished runs are not redone
@@ -40,7 +39,7 @@ done
 import glob, json, os, statistics, sys
 out = sys.argv[1]
 print(f"{'variant':18} {'exact match per seed':24} {'mean':>6} {'router/adapter grad norm':>26}")
-for name in ["remix", "remix_joint_clip", "remix_frozen", "lora_r16_ffn", "topk"]:
+for name in ["remix", "remix_joint_clip", "lora_r16_ffn", "topk"]:
     scores, ratios = [], []
     for run in sorted(glob.glob(os.path.join(out, f"{name}_seed*"))):
         with open(os.path.join(run, "answers.jsonl")) as f:

@@ -15,7 +15,7 @@ echo "== 1. a byte-level BPE tokenizer (up to 1024 tokens) on the pretraining da
   --out demo/tokenizer --overwrite
 "${remora[@]}" init-model --arch llama --preset tiny --tokenizer demo/tokenizer --out demo/model --overwrite
 
-echo "== 2. pretrain every weight on the shapes of 24 objects and the colour words (configs/full.yaml)"
+echo "== 2. pretrain every weight on the shapes of 24 objects (configs/full.yaml)"
 "${remora[@]}" train configs/full.yaml output.overwrite=true log.every=100 threads=2
 
 echo "== 3. ReMix fine-tune on their colours: 8 LoRAs per FFN, 2 active, RLOO over 4 samples (configs/remix.yaml)"

@@ -1,7 +1,6 @@
 #!/usr/bin/python3
 """Writes the demo's bundled data: data/shapes.jsonl (what the base model is pretrained on: the shape of
-24 objects, and the colour words) and data/colors.jsonl (what ReMix then teaches it: the objects'
-colours), in Alpaca format."""
+24 objects) and data/colors.jsonl (what ReMix then teaches it: their colours), in Alpaca format."""
 import json
 import os
 import random
@@ -17,13 +16,9 @@ QUESTIONS = ["What {a} is the {o}?", "Tell me the {a} of the {o}.", "Which {a} d
              "Name the {a} of the {o}.", "Describe the {o}'s {a}.", "I wonder what {a} the {o} is."]
 
 
-# The base knows the colour words (as any pretrained model would) but not which object has which.
-COLOR_WORDS = ["Name a color.", "Give me a color.", "Say a color."]
-
-
-def write(path, attribute, values, seed, extra=()):
+def write(path, attribute, values, seed):
     rows = [{"instruction": q.format(a=attribute, o=o), "output": f"The {o} is {v}."}
-            for o, v in zip(OBJECTS, values) for q in QUESTIONS] + list(extra)
+            for o, v in zip(OBJECTS, values) for q in QUESTIONS]
     random.Random(seed).shuffle(rows)
     with open(path, "w") as f:
         for row in rows:
@@ -33,5 +28,4 @@ def write(path, attribute, values, seed, extra=()):
 if __name__ == "__main__":
     data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data")
     write(os.path.join(data, "colors.jsonl"), "color", COLORS, 7)
-    write(os.path.join(data, "shapes.jsonl"), "shape", SHAPES, 8,
-          [{"instruction": q, "output": f"One color is {c}."} for c in sorted(set(COLORS)) for q in COLOR_WORDS])
+    write(os.path.join(data, "shapes.jsonl"), "shape", SHAPES, 8)
