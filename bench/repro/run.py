@@ -132,9 +132,7 @@ class Suite:
             self.remora("eval", "--model", f"{self.work}/base/model", "--adapter", f"{folder}/adapter",
                         "--tasks", f"{self.work}/data/tasks.yaml", "--output", path + ".tmp", *extra)
             os.replace(path + ".tmp", path)
-        with open(path) as f:
-            results = json.load(f)["results"]
-        return {t: results[t][m] for t, m in TASK_METRICS.items()} | {"facts_norm": results["facts"]["acc_norm,none"]}
+        return scores_of(path)
 
     def run(self, run, total):
         folder = os.path.join(self.work, "runs", run["name"])
@@ -156,9 +154,7 @@ class Suite:
             self.remora("eval", "--model", f"{self.work}/base/model", "--tasks", f"{self.work}/data/tasks.yaml",
                         "--output", path + ".tmp")
             os.replace(path + ".tmp", path)
-        with open(path) as f:
-            results = json.load(f)["results"]
-        return {t: results[t][m] for t, m in TASK_METRICS.items()} | {"facts_norm": results["facts"]["acc_norm,none"]}
+        return scores_of(path)
 
     def budget(self, method, folder):
         text = self.remora("inspect", f"{self.work}/base/model", "--adapter", f"{folder}/adapter")
@@ -175,6 +171,13 @@ class Suite:
         with open(path) as f:
             return {a["label"]: [{"site": s["site"], "mean_ess": s["mean_ess"]} for s in a["sites"]]
                     for a in json.load(f)["adapters"]}
+
+
+def scores_of(path):
+    """The suite's metric of each task from an `eval --output` file."""
+    with open(path) as f:
+        results = json.load(f)["results"]
+    return {t: results[t][m] for t, m in TASK_METRICS.items()} | {"facts_norm": results["facts"]["acc_norm,none"]}
 
 
 def read_json(path):
