@@ -7,6 +7,7 @@ import html
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -56,6 +57,7 @@ def main():
     args = parser.parse_args()
     check = Checks()
     work = os.path.abspath(args.work)
+    shutil.rmtree(work, ignore_errors=True)  # a fresh suite: the first invocation must train everything
     command = ["/usr/bin/python3", SUITE, "--quick", "--work", work, "--remora", args.remora]
 
     started = time.time()
