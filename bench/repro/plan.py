@@ -84,19 +84,17 @@ def main_runs(scale, lr_of):
 
 def study_runs(scale, lr):
     """ReMix with one setting changed; the unchanged setting is the main ReMix run."""
-    runs = {}
-    for k in K_VALUES:
-        runs[("k", k)] = [method_run("remix", s, lr, [f"adapter.top_k={k}"], f"remix_k{k}") if k != 2
-                          else method_run("remix", s, lr) for s in scale["seeds"]]
-    for m in M_VALUES:
-        runs[("M", m)] = [method_run("remix", s, lr, [f"train.samples={m}"], f"remix_m{m}") if m != 4
-                          else method_run("remix", s, lr) for s in scale["seeds"]]
+    def remix(overrides=(), name=None):
+        return [method_run("remix", s, lr, overrides, name) for s in scale["seeds"]]
+
+    # (study, values, the main run's value, the override, the run name), each a one-key change.
+    sweeps = [("k", K_VALUES, 2, "adapter.top_k={}", "remix_k{}"), ("M", M_VALUES, 4, "train.samples={}", "remix_m{}")]
+    runs = {(study, v): remix([key.format(v)], name.format(v)) if v != main else remix()
+            for study, values, main, key, name in sweeps for v in values}
     for label, overrides in INVESTIGATIONS.items():
         filled = [o.format(lr10=lr / 10, lr_x10=lr * 10) for o in overrides]
-        slug = "remix_" + "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
-        runs[("investigation", label)] = [method_run("remix", s, lr, filled, slug) for s in scale["seeds"]]
+        runs[("investigation", label)] = remix(filled, "remix_" + "".join(ch if ch.isalnum() else "_" for ch in label).strip("_"))
     for objective in OBJECTIVES:
-        runs[("objective", objective)] = [
-            method_run("remix", s, lr, [f"adapter.router_objective={objective}"], f"remix_{objective}")
-            if objective != "rloo" else method_run("remix", s, lr) for s in scale["seeds"]]
+        runs[("objective", objective)] = (remix([f"adapter.router_objective={objective}"], f"remix_{objective}")
+                                          if objective != "rloo" else remix())
     return runs

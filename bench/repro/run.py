@@ -125,12 +125,11 @@ class Suite:
             json.dump(argv, f)
         return folder
 
-    def evaluate(self, folder, name="eval", extra=()):
-        """The test split's metrics of an adapter (cached in the run folder)."""
-        path = os.path.join(folder, f"{name}.json")
+    def evaluate(self, path, *adapter_args):
+        """The test split's metrics of the base with `adapter_args` (--adapter DIR ...), cached in `path`."""
         if not os.path.exists(path):
-            self.remora("eval", "--model", f"{self.work}/base/model", "--adapter", f"{folder}/adapter",
-                        "--tasks", f"{self.work}/data/tasks.yaml", "--output", path + ".tmp", *extra)
+            self.remora("eval", "--model", f"{self.work}/base/model", *adapter_args,
+                        "--tasks", f"{self.work}/data/tasks.yaml", "--output", path + ".tmp")
             os.replace(path + ".tmp", path)
         return scores_of(path)
 
@@ -144,17 +143,9 @@ class Suite:
             self.done_runs += 1
             self.say(f"run {self.done_runs} of {total}: {run['name']}")
         self.train(run)
-        scores = self.evaluate(folder)
+        scores = self.evaluate(os.path.join(folder, "eval.json"), "--adapter", f"{folder}/adapter")
         return {"name": run["name"], "seed": run["seed"], "lr": run["lr"], "scores": scores,
                 "curve": read_metrics(folder)}
-
-    def base_scores(self):
-        path = os.path.join(self.work, "base", "eval.json")
-        if not os.path.exists(path):
-            self.remora("eval", "--model", f"{self.work}/base/model", "--tasks", f"{self.work}/data/tasks.yaml",
-                        "--output", path + ".tmp")
-            os.replace(path + ".tmp", path)
-        return scores_of(path)
 
     def budget(self, method, folder):
         text = self.remora("inspect", f"{self.work}/base/model", "--adapter", f"{folder}/adapter")
@@ -220,7 +211,7 @@ def main():
 
     suite.make_data()
     suite.make_base()
-    base = suite.base_scores()
+    base = suite.evaluate(os.path.join(args.work, "base", "eval.json"))
 
     sweep = plan.sweep_runs(scale)
     # The sweep, the other seeds of each method, and the ReMix settings that differ from the main run.
@@ -249,8 +240,9 @@ def main():
     # No top-k: the main ReMix adapters sampling their experts at inference (routing seed = run seed).
     results["studies"]["inference"] = {"top-k": results["methods"]["remix"], "sampled": [
         {"name": r["name"], "seed": r["seed"], "scores": suite.evaluate(
-            os.path.join(args.work, "runs", r["name"]), "eval_sampled",
-            ["--adapter-set", "sample_at_inference=true", "--routing-seed", str(r["seed"])])}
+            os.path.join(args.work, "runs", r["name"], "eval_sampled.json"),
+            "--adapter", os.path.join(args.work, "runs", r["name"], "adapter"),
+            "--adapter-set", "sample_at_inference=true", "--routing-seed", str(r["seed"]))}
         for r in results["methods"]["remix"]]}
     first = lambda m: os.path.join(args.work, "runs", results["methods"][m][0]["name"])  # noqa: E731
     results["routing"] = suite.routing(first("topk"), first("remix"))

@@ -29,13 +29,14 @@ void RoutingState::add_pooled_balance(double coef, const at::Tensor& chosen, con
   pool.tokens = pool.tokens + tokens;
 }
 
+at::Tensor PooledBalance::loss() const {
+  at::Tensor count = tokens.clamp_min(1);
+  return coef * chosen.size(0) * ((chosen / count) * (probs / count)).sum();
+}
+
 at::Tensor RoutingState::auxiliary_loss() const {
   at::Tensor total = aux_loss;
-  for (const auto& [n, pool] : pooled_balance) {
-    at::Tensor tokens = pool.tokens.clamp_min(1);
-    at::Tensor loss = pool.coef * n * ((pool.chosen / tokens) * (pool.probs / tokens)).sum();
-    total = total.defined() ? total + loss : loss;
-  }
+  for (const auto& [n, pool] : pooled_balance) total = total.defined() ? total + pool.loss() : pool.loss();
   return total;
 }
 

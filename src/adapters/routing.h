@@ -39,6 +39,9 @@ struct PooledBalance {
   at::Tensor chosen;  // [n] tokens whose top k contains expert i (no gradient)
   at::Tensor probs;   // [n] sum over tokens of p_i (autograd-connected)
   at::Tensor tokens;  // scalar: real tokens counted
+
+  // coef * n * sum_i f_i P_i with f_i = chosen_i / tokens and P_i = probs_i / tokens.
+  at::Tensor loss() const;
 };
 
 // Shared by every router of one model. The runner resets it before a forward and reads the

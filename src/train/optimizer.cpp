@@ -41,8 +41,6 @@ void apply_lr(torch::optim::AdamW& optimizer, const std::vector<double>& peaks, 
   }
 }
 
-namespace {
-
 double gradient_norm(const std::vector<at::Tensor>& parameters) {
   std::vector<at::Tensor> norms;
   for (const auto& p : parameters) {
@@ -50,6 +48,8 @@ double gradient_norm(const std::vector<at::Tensor>& parameters) {
   }
   return norms.empty() ? 0.0 : at::stack(norms).norm().item<double>();
 }
+
+namespace {
 
 // Scales the gradients so that a total norm `total` becomes at most max_norm.
 void scale_to(const std::vector<at::Tensor>& parameters, double total, double max_norm) {

@@ -24,6 +24,9 @@ double lr_factor(const Recipe& recipe, int64_t step, int64_t total);
 // Sets every group's lr to its peak times `factor`.
 void apply_lr(torch::optim::AdamW& optimizer, const std::vector<double>& peaks, double factor);
 
+// The L2 norm of all the gradients of `parameters` (0 if none has one).
+double gradient_norm(const std::vector<at::Tensor>& parameters);
+
 // Clips the global L2 norm of the gradients to max_norm (0: no clipping); returns the norm before.
 double clip_gradients(const std::vector<at::Tensor>& parameters, double max_norm);
 

@@ -4,6 +4,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <chrono>
@@ -206,11 +207,11 @@ int run_training(const Recipe& recipe, bool resume) {
     nlohmann::json router_norms = nlohmann::json::object();
     if (log_now && adapted) {
       for (const auto& [path, router] : adapted->routers()) {
-        std::vector<at::Tensor> grads;
-        for (const auto& p : router->parameters()) {
-          if (p.grad().defined()) grads.push_back(p.grad().norm());
+        const auto parameters = router->parameters();
+        // A frozen router has no gradient and gets no entry.
+        if (std::any_of(parameters.begin(), parameters.end(), [](const at::Tensor& p) { return p.grad().defined(); })) {
+          router_norms[path] = gradient_norm(parameters);
         }
-        if (!grads.empty()) router_norms[path] = at::stack(grads).norm().item<double>();
       }
     }
     GradientNorms norms;

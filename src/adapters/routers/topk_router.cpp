@@ -15,7 +15,6 @@ Gate TopkRouter::route(const at::Tensor& x, const at::Tensor& valid, int64_t, Ro
   auto [top, selected] = probs.topk(k_, -1);                      // [N, k]
   at::Tensor weights = at::zeros_like(probs).scatter(-1, selected, top / top.sum(-1, true));
   if (state.training && balance_coef_ > 0) {
-    const int64_t n = probs.size(-1);
     at::Tensor mask = valid.to(probs.scalar_type()).unsqueeze(-1);  // [N, 1]
     at::Tensor tokens = mask.sum();
     at::Tensor chosen = (at::zeros_like(probs).scatter(-1, selected, 1.0) * mask).sum(0).detach();  // [n]
@@ -23,8 +22,7 @@ Gate TopkRouter::route(const at::Tensor& x, const at::Tensor& valid, int64_t, Ro
     if (scope_ == BalanceLossScope::kPooled) {
       state.add_pooled_balance(balance_coef_, chosen, prob_sum, tokens);
     } else {
-      at::Tensor count = tokens.clamp_min(1);
-      state.add_aux_loss(balance_coef_ * n * ((chosen / count) * (prob_sum / count)).sum());  // f_i P̄_i
+      state.add_aux_loss(PooledBalance{balance_coef_, chosen, prob_sum, tokens}.loss());  // this layer alone
     }
   }
   return {weights, probs, selected};
