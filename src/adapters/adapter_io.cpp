@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_input.h"
 #include "io/safetensors.h"
 
 namespace remora {
@@ -14,12 +15,7 @@ namespace fs = std::filesystem;
 AdapterConfig read_adapter_config(const std::string& dir, const nlohmann::json& overrides) {
   const fs::path path = fs::path(dir) / "adapter_config.json";
   if (!fs::exists(path)) fail(path.string(), ": missing (an adapter folder needs adapter_config.json)");
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(read_text_file(path.string()));
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path.string(), ": not valid JSON (", e.what(), ")");
-  }
+  nlohmann::json json = read_json_file(path.string(), kMaxConfigBytes);
   std::vector<std::string> keys;
   for (const auto& [key, value] : overrides.items()) {
     json[key] = value;

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/file_util.h"
+
 namespace remora {
 
 class CausalLM;
@@ -34,6 +36,8 @@ struct ModelOptions {
   uint64_t routing_seed = 0;                   // noise of routers that sample at inference
 
   void add_to(CLI::App& command);
+  // --model and --adapter, for the guard that keeps outputs away from inputs.
+  std::vector<InputPath> inputs() const { return {{dir, "--model"}, {adapter, "--adapter"}}; }
   LoadedModel load() const;
 };
 

@@ -63,8 +63,20 @@ std::vector<EvalOptions> tasks_of(EvalCommandOptions& options, const CLI::App& c
 
 void run_eval(EvalCommandOptions options, const CLI::App& command) {
   const std::vector<EvalOptions> tasks = tasks_of(options, command);
-  if (!options.output.empty()) require_writable_path(options.output, "--output");
-  if (!options.samples.empty()) require_writable_path(options.samples, "--samples");
+  std::vector<InputPath> inputs = options.model.inputs();
+  inputs.push_back({options.tasks_file, "--tasks"});
+  for (const auto& task : tasks) {
+    inputs.push_back({task.data_path, "the data of task " + task.name});
+    inputs.push_back({task.fewshot_path, "the few-shot data of task " + task.name});
+  }
+  for (const auto& [path, flag] : {std::pair{&options.output, "--output"}, std::pair{&options.samples, "--samples"}}) {
+    if (path->empty()) continue;
+    refuse_output_overlapping_inputs(*path, flag, inputs);
+    require_writable_path(*path, flag);
+  }
+  if (!options.output.empty() && !options.samples.empty()) {
+    refuse_output_overlapping_inputs(options.samples, "--samples", {{options.output, "--output"}});
+  }
   auto model = options.model.load();
   const PretrainedTokenizer tokenizer = PretrainedTokenizer::load(options.model.dir);
   std::vector<TaskResult> results;

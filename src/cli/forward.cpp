@@ -1,6 +1,7 @@
 // `remora forward`: logits of given token rows, written to safetensors for comparison with other code.
 #include <ATen/ATen.h>
 
+#include "core/file_util.h"
 #include "cli/common.h"
 #include "core/error.h"
 #include "io/safetensors.h"
@@ -20,6 +21,8 @@ void run_forward(const ForwardOptions& options) {
   if (options.padding != "left" && options.padding != "right") {
     fail("--padding: expected left or right, got '", options.padding, "'");
   }
+  refuse_output_overlapping_inputs(options.out, "--out", options.model.inputs());
+  require_writable_path(options.out, "--out");
   auto model = options.model.load();
   const auto rows = parse_id_rows(options.ids, "--ids", model->config().vocab_size);
   int64_t longest = 0;

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "core/file_util.h"
 #include "adapters/adapter_io.h"
 #include "cli/common.h"
 #include "core/error.h"
@@ -40,6 +41,7 @@ nlohmann::json parse_targets(const std::string& text) {
 }
 
 void run_init_adapter(const InitAdapterOptions& options) {
+  refuse_output_overlapping_inputs(options.out, "--out", {{options.model, "--model"}});
   nlohmann::json json = {{"r", options.r}, {"lora_alpha", options.alpha},
                          {"target_modules", parse_targets(options.targets)},
                          {"base_model_name_or_path", options.model}};

@@ -40,6 +40,7 @@ void apply_tokenizer(nlohmann::json& config, const std::string& dir) {
 }
 
 void run_init_model(const InitModelOptions& options) {
+  refuse_output_overlapping_inputs(options.out, "--out", {{options.tokenizer, "--tokenizer"}});
   nlohmann::json json = preset_config(options.arch, options.preset);
   if (!options.tokenizer.empty()) apply_tokenizer(json, options.tokenizer);
   for (const auto& assignment : options.overrides) apply_json_assignment(json, assignment, "--set");

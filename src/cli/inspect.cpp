@@ -58,17 +58,8 @@ void run_inspect(const InspectOptions& options) {
   const ModelConfig config = ModelConfig::load(options.dir);
   const CheckpointTensors checkpoint(options.dir);
 
-  // Check the checkpoint against the shapes this config implies, without reading any tensor data
-  // (the model's parameters are allocated but never touched, so they cost no resident memory).
-  CausalLM expected(config, at::TensorOptions().dtype(at::kFloat));
-  for (const auto& item : expected.named_parameters()) {
-    const auto located = checkpoint.find(item.key());
-    if (!located.entry) fail(options.dir, ": checkpoint has no tensor '", item.key(), "'");
-    if (item.value().sizes() != c10::IntArrayRef(located.entry->shape)) {
-      fail(located.file->path(), ": tensor '", item.key(), "' has shape ",
-           c10::IntArrayRef(located.entry->shape), ", config.json implies ", item.value().sizes());
-    }
-  }
+  // The same check as loading, without reading any tensor data.
+  check_checkpoint_against_config(config, checkpoint, options.dir);
 
   int64_t parameters = 0;
   std::map<std::string, int64_t> dtype_counts;

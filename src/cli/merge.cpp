@@ -21,9 +21,12 @@ struct MergeOptions {
 };
 
 void run_merge(const MergeOptions& options) {
+  refuse_output_overlapping_inputs(options.out, "--out", {{options.model, "--model"}, {options.adapter, "--adapter"}});
   const ModelConfig config = ModelConfig::load(options.model);
   // Merge in the dtype the base is stored in, so the output is the same kind of checkpoint.
-  const c10::ScalarType dtype = parse_compute_dtype(config.torch_dtype, options.model + "/config.json torch_dtype");
+  // (float16 has no CPU matrix products in LibTorch: such a base is merged, and written, in float32.)
+  c10::ScalarType dtype = parse_compute_dtype(config.torch_dtype, options.model + "/config.json torch_dtype");
+  if (dtype == at::kHalf) dtype = at::kFloat;
   auto base = load_causal_lm(options.model, dtype);
   auto adapted = load_adapter(base, options.adapter);
 

@@ -97,8 +97,14 @@ void run_routing(const RoutingCommandOptions& options) {
       if (!seen.insert(label).second) fail("two inputs are labelled '", label, "': name them with ", flag);
     }
   }
-  if (!options.json.empty()) require_writable_path(options.json, "--json");
-  if (!options.html.empty()) require_writable_path(options.html, "--html");
+  std::vector<InputPath> inputs = {{options.model_dir, "--model"}, {options.data, "--data"}};
+  for (const auto& adapter : options.adapters) inputs.push_back({adapter, "--adapter"});
+  for (const auto& log : options.metrics) inputs.push_back({log, "--metrics"});
+  for (const auto& [path, flag] : {std::pair{&options.json, "--json"}, std::pair{&options.html, "--html"}}) {
+    if (path->empty()) continue;
+    refuse_output_overlapping_inputs(*path, flag, inputs);
+    require_writable_path(*path, flag);
+  }
   RoutingReport report;
   // Curves first: a bad log is found before minutes of routing.
   for (size_t i = 0; i < options.metrics.size(); ++i) {

@@ -29,6 +29,12 @@ const char* const kChatMlTemplate =
 
 void run_train_tokenizer(const TrainTokenizerOptions& options) {
   const fs::path out(options.out);
+  // The folder may be a model's (a new tokenizer for it); only the two files written must not be a corpus.
+  std::vector<InputPath> corpus;
+  for (const auto& path : options.corpus) corpus.push_back({path, "--corpus"});
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    refuse_output_overlapping_inputs((out / name).string(), "--out", corpus);
+  }
   if (fs::exists(out / "tokenizer.json") && !options.overwrite) {
     fail(options.out, "/tokenizer.json: already exists (pass --overwrite to replace it)");
   }

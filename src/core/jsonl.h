@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/json_input.h"
 
 namespace remora {
 
@@ -14,12 +15,7 @@ inline bool is_blank_line(const std::string& text) { return text.find_first_not_
 
 // One line parsed as a JSON object; throws Error (without file or line) when it is not one.
 inline nlohmann::json parse_jsonl_object(const std::string& text) {
-  nlohmann::json record;
-  try {
-    record = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("not valid JSON (", e.what(), ")");
-  }
+  nlohmann::json record = parse_json(text, "");
   if (!record.is_object()) fail("a line must be a JSON object");
   return record;
 }

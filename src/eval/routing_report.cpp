@@ -9,6 +9,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "core/jsonl.h"
 #include "eval/routing_report_template.h"  // generated from eval/report/routing_report.html
 
@@ -52,6 +53,7 @@ nlohmann::json curves_json(const TrainingCurves& curves) {
 }  // namespace
 
 TrainingCurves read_training_curves(const std::string& path, const std::string& label) {
+  require_regular_file(path, "metrics log");
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open the metrics log");
   TrainingCurves curves;

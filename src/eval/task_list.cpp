@@ -74,12 +74,7 @@ const std::map<std::string, Key>& keys() {
 }  // namespace
 
 std::vector<EvalOptions> load_task_list(const std::string& path, const EvalOptions& defaults) {
-  nlohmann::json document;
-  try {
-    document = yaml_to_json(YAML::LoadFile(path));
-  } catch (const YAML::Exception& e) {
-    fail(path, ": not valid YAML (", e.what(), ")");
-  }
+  const nlohmann::json document = read_yaml_file(path);
   const nlohmann::json& entries = document.is_object() && document.contains("tasks") ? document["tasks"] : document;
   if (!entries.is_array() || entries.empty()) fail(path, ": expected a non-empty list of tasks (under 'tasks:')");
   const std::filesystem::path folder = std::filesystem::path(path).parent_path();

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "core/jsonl.h"
 #include "eval/scoring.h"
 #include "tokenizer/pretrained.h"
@@ -121,6 +122,7 @@ const char* task_type_name(TaskType type) {
 std::vector<EvalDoc> load_eval_docs(const std::string& path, TaskType type, const PretrainedTokenizer& tokenizer,
                                     int64_t limit) {
   REMORA_CHECK(type != TaskType::kLoss, "load_eval_docs: loss tasks read training data");
+  require_regular_file(path, "task file");
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open the task file");
   std::vector<EvalDoc> docs;

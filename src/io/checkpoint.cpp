@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_input.h"
 
 namespace remora {
 namespace fs = std::filesystem;
@@ -17,12 +18,7 @@ CheckpointTensors::CheckpointTensors(const std::string& model_dir) {
   const fs::path index_path = dir / "model.safetensors.index.json";
   std::map<std::string, std::string> expected_shard;  // tensor -> shard file, from the index
   if (fs::exists(index_path)) {
-    nlohmann::json index;
-    try {
-      index = nlohmann::json::parse(read_text_file(index_path.string()));
-    } catch (const nlohmann::json::parse_error& e) {
-      fail(index_path.string(), ": not valid JSON (", e.what(), ")");
-    }
+    const nlohmann::json index = read_json_file(index_path.string(), kMaxConfigBytes);
     const auto map = index.find("weight_map");
     if (!index.is_object() || map == index.end() || !map->is_object()) {
       fail(index_path.string(), ": missing object field 'weight_map'");

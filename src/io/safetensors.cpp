@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_input.h"
 
 namespace remora {
 namespace {
@@ -67,6 +68,7 @@ std::string safetensors_dtype_name(c10::ScalarType dtype) {
 }
 
 SafetensorsFile::SafetensorsFile(std::string path) : path_(std::move(path)) {
+  require_regular_file(path_, "safetensors file");
   const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail(path_, ": cannot open (", std::strerror(errno), ")");
   struct stat info {};
@@ -115,12 +117,7 @@ SafetensorsFile::SafetensorsFile(SafetensorsFile&& other) noexcept
       metadata_(std::move(other.metadata_)) {}
 
 void SafetensorsFile::validate_and_index(const std::string& header_json, uint64_t data_bytes) {
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(header_json);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path_, ": header is not valid JSON (", e.what(), ")");
-  }
+  const nlohmann::json header = parse_json(header_json, path_ + ": header");
   if (!header.is_object()) fail(path_, ": header is not a JSON object");
 
   for (const auto& [name, value] : header.items()) {
@@ -273,16 +270,12 @@ void write_safetensors(const std::string& path,
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
-  write_file_atomically(path, [&](std::FILE* file) {
+  write_file_atomically(path, [&](const FileSink& sink) {
     uint8_t length[8];
     for (int i = 0; i < 8; ++i) length[i] = static_cast<uint8_t>(text.size() >> (8 * i));
-    bool ok = std::fwrite(length, 1, 8, file) == 8 &&
-              std::fwrite(text.data(), 1, text.size(), file) == text.size();
-    for (const auto& t : contiguous) {
-      const size_t bytes = t.numel() * t.element_size();
-      ok = ok && std::fwrite(t.data_ptr(), 1, bytes, file) == bytes;
-    }
-    if (!ok) fail(path, ": write failed (", std::strerror(errno), ")");
+    sink.write(length, 8);
+    sink.write(text.data(), text.size());
+    for (const auto& t : contiguous) sink.write(t.data_ptr(), t.numel() * t.element_size());
   });
 }
 

@@ -4,7 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "core/file_util.h"
+#include "core/json_input.h"
 
 namespace remora {
 namespace {
@@ -140,18 +140,24 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& json, const std::string
   c.model_type = f.text("model_type", "");
   if (c.model_type.empty()) fail(source, ": missing required field 'model_type'");
   c.architecture = parse_architecture(c.model_type, source);
-  c.vocab_size = f.positive_int("vocab_size");
-  c.hidden_size = f.positive_int("hidden_size");
-  c.intermediate_size = f.positive_int("intermediate_size");
-  c.num_layers = f.positive_int("num_hidden_layers");
-  c.num_heads = f.positive_int("num_attention_heads");
-  c.num_kv_heads = f.positive_int("num_key_value_heads", c.num_heads);
+  // Caps far above any real model, checked before anything is sized from them (a hostile config
+  // would otherwise ask for petabytes); load_causal_lm then checks the sizes against the weights.
+  const auto capped = [&](const char* key, int64_t value, int64_t cap) {
+    if (value > cap) fail(source, ": field '", key, "' is ", value, ", above remora's limit of ", cap);
+    return value;
+  };
+  c.vocab_size = capped("vocab_size", f.positive_int("vocab_size"), ModelLimits::kVocab);
+  c.hidden_size = capped("hidden_size", f.positive_int("hidden_size"), ModelLimits::kWidth);
+  c.intermediate_size = capped("intermediate_size", f.positive_int("intermediate_size"), ModelLimits::kWidth * 8);
+  c.num_layers = capped("num_hidden_layers", f.positive_int("num_hidden_layers"), ModelLimits::kLayers);
+  c.num_heads = capped("num_attention_heads", f.positive_int("num_attention_heads"), ModelLimits::kHeads);
+  c.num_kv_heads = capped("num_key_value_heads", f.positive_int("num_key_value_heads", c.num_heads), ModelLimits::kHeads);
   if (c.num_heads % c.num_kv_heads != 0) {
     fail(source, ": num_attention_heads (", c.num_heads, ") is not a multiple of num_key_value_heads (",
          c.num_kv_heads, ")");
   }
   if (f.has("head_dim")) {
-    c.head_dim = f.positive_int("head_dim");
+    c.head_dim = capped("head_dim", f.positive_int("head_dim"), ModelLimits::kHeadDim);
   } else {
     if (c.hidden_size % c.num_heads != 0) {
       fail(source, ": hidden_size (", c.hidden_size, ") is not a multiple of num_attention_heads (",
@@ -166,7 +172,8 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& json, const std::string
     fail(source, ": rms_norm_eps and rope_theta must be positive");
   }
   c.rope_scaling = parse_rope_scaling(json, source);
-  c.max_position_embeddings = f.positive_int("max_position_embeddings", 2048);
+  c.max_position_embeddings =
+      capped("max_position_embeddings", f.positive_int("max_position_embeddings", 2048), ModelLimits::kContext);
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
   const std::string act = f.text("hidden_act", "silu");
   if (act != "silu") fail(source, ": unsupported hidden_act '", act, "' (expected silu)");
@@ -211,21 +218,31 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& json, const std::string
   c.bos_token_id = f.token_id("bos_token_id");
   c.pad_token_id = f.token_id("pad_token_id");
   c.eos_token_ids = f.token_ids("eos_token_id");
+  for (const auto& [key, id] : {std::pair{"bos_token_id", c.bos_token_id}, std::pair{"pad_token_id", c.pad_token_id}}) {
+    if (id && *id >= c.vocab_size) fail(source, ": ", key, " ", *id, " is outside the vocabulary (vocab_size ", c.vocab_size, ")");
+  }
+  for (const int64_t id : c.eos_token_ids) {
+    if (id >= c.vocab_size) fail(source, ": eos_token_id ", id, " is outside the vocabulary (vocab_size ", c.vocab_size, ")");
+  }
   c.torch_dtype = f.text("torch_dtype", f.text("dtype", "float32"));
   return c;
+}
+
+double ModelConfig::implied_parameters() const {
+  const double h = static_cast<double>(hidden_size), q = static_cast<double>(num_heads * head_dim),
+               kv = static_cast<double>(num_kv_heads * head_dim);
+  const double attention = h * q + 2 * h * kv + q * h + (qkv_bias ? q + 2 * kv : 0) + (o_bias ? h : 0) +
+                           (qk_norm ? 2.0 * head_dim : 0);
+  const double mlp = 3 * h * intermediate_size + (mlp_bias ? 2.0 * intermediate_size + h : 0);
+  const double embeddings = static_cast<double>(vocab_size) * h * (tie_word_embeddings ? 1 : 2);
+  return embeddings + num_layers * (attention + mlp + 2 * h) + h;
 }
 
 ModelConfig ModelConfig::load(const std::string& model_dir) {
   if (!std::filesystem::is_directory(model_dir)) fail(model_dir, ": model folder does not exist");
   const std::string path = (std::filesystem::path(model_dir) / "config.json").string();
   if (!std::filesystem::exists(path)) fail(path, ": missing (a Hugging Face model folder needs config.json)");
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(read_text_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
-    fail(path, ": not valid JSON (", e.what(), ")");
-  }
-  return from_json(json, path);
+  return from_json(read_json_file(path, kMaxConfigBytes), path);
 }
 
 }  // namespace remora

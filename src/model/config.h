@@ -22,6 +22,16 @@ struct RopeScaling {
   int64_t original_max_position_embeddings = 8192;  // llama3 only
 };
 
+// Upper bounds on a config's sizes (README: "Limits"); the largest public models are far below them.
+struct ModelLimits {
+  static constexpr int64_t kVocab = int64_t{1} << 22;    // 4,194,304 token ids
+  static constexpr int64_t kWidth = int64_t{1} << 16;    // hidden_size (intermediate_size: 8x)
+  static constexpr int64_t kLayers = 1024;
+  static constexpr int64_t kHeads = 1024;                // attention and key/value heads
+  static constexpr int64_t kHeadDim = 4096;
+  static constexpr int64_t kContext = int64_t{1} << 24;  // max_position_embeddings
+};
+
 struct ModelConfig {
   Architecture architecture = Architecture::kLlama;
   std::string model_type;  // as in the file
@@ -50,6 +60,10 @@ struct ModelConfig {
 
   // The original object, kept so that a rewritten config (after merge, for example) loses nothing.
   nlohmann::json raw;
+
+  // Parameters the config implies (embeddings, every layer, norms, lm_head unless tied): compared
+  // with the weight files before anything is allocated. A double, so hostile sizes cannot overflow.
+  double implied_parameters() const;
 
   // Parses and validates; `source` names the file in error messages. Throws Error naming the field.
   static ModelConfig from_json(const nlohmann::json& json, const std::string& source);

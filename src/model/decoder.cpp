@@ -208,7 +208,8 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& ids, const at::Tensor& atte
       // (ignored) distribution instead of NaN, and adding it to a score cannot overflow.
       at::Tensor visible = visibility(key_valid, context.past, T, window);
       context.attention_bias[window] =
-          at::zeros(visible.sizes(), model->embed_tokens->weight.options()).masked_fill_(visible.logical_not(), -1e30);
+          at::zeros(visible.sizes(), model->embed_tokens->weight.options())
+              .masked_fill_(visible.logical_not(), model->embed_tokens->weight.scalar_type() == at::kHalf ? -65504.0 : -1e30);
     }
   }
 

@@ -28,26 +28,44 @@ bool ignorable_extra(const std::string& name, const ModelConfig& config) {
 
 }  // namespace
 
-std::shared_ptr<CausalLM> load_causal_lm(const std::string& model_dir, c10::ScalarType dtype,
-                                         c10::Device device) {
-  ModelConfig config = ModelConfig::load(model_dir);
-  CheckpointTensors checkpoint(model_dir);
-  auto model = std::make_shared<CausalLM>(config, at::TensorOptions().dtype(dtype).device(device));
-  std::set<std::string> used;
-  for (auto& item : model->named_parameters()) {
+void check_checkpoint_against_config(const ModelConfig& config, const CheckpointTensors& checkpoint,
+                                     const std::string& model_dir) {
+  // A model on the meta device has every parameter's name and shape and no storage at all.
+  CausalLM expected(config, at::TensorOptions().dtype(at::kFloat).device(at::kMeta));
+  std::set<std::string> known;
+  for (const auto& item : expected.named_parameters()) {
+    known.insert(item.key());
     const auto located = checkpoint.find(item.key());
     if (!located.entry) {
-      fail(model_dir, ": checkpoint has no tensor '", item.key(), "' (shape ", item.value().sizes(),
-           ") that a ", config.model_type, " model with this config.json needs");
+      fail(model_dir, ": checkpoint has no tensor '", item.key(), "' (shape ", item.value().sizes(), ") that a ",
+           config.model_type, " model with this config.json needs");
     }
-    located.file->copy_into(*located.entry, item.value());
-    used.insert(item.key());
+    if (item.value().sizes() != c10::IntArrayRef(located.entry->shape)) {
+      fail(located.file->path(), ": tensor '", item.key(), "' has shape ", c10::IntArrayRef(located.entry->shape),
+           ", config.json implies ", item.value().sizes());
+    }
   }
   for (const auto& name : checkpoint.names()) {
-    if (!used.count(name) && !ignorable_extra(name, config)) {
+    if (!known.count(name) && !ignorable_extra(name, config)) {
       fail(model_dir, ": checkpoint tensor '", name, "' is not part of a ", config.model_type,
            " model with this config.json");
     }
+  }
+}
+
+std::shared_ptr<CausalLM> load_causal_lm(const std::string& model_dir, c10::ScalarType dtype,
+                                         c10::Device device) {
+  ModelConfig config = ModelConfig::load(model_dir);
+  if (dtype == at::kHalf && device.is_cpu()) {
+    fail("dtype float16: LibTorch has no float16 matrix products on the CPU; use bfloat16 or float32 "
+         "(float16 checkpoints load into either)");
+  }
+  CheckpointTensors checkpoint(model_dir);
+  check_checkpoint_against_config(config, checkpoint, model_dir);  // before any allocation
+  auto model = std::make_shared<CausalLM>(config, at::TensorOptions().dtype(dtype).device(device));
+  for (auto& item : model->named_parameters()) {
+    const auto located = checkpoint.find(item.key());
+    located.file->copy_into(*located.entry, item.value());
   }
   return model;
 }

@@ -18,6 +18,13 @@ namespace remora {
 std::shared_ptr<CausalLM> load_causal_lm(const std::string& model_dir, c10::ScalarType dtype,
                                          c10::Device device = c10::kCPU);
 
+class CheckpointTensors;
+// Throws Error naming the tensor unless the checkpoint holds exactly the tensors (names and shapes)
+// that `config` implies, extras the model recomputes aside. Allocates nothing (a meta-device model),
+// so a config that implies absurd sizes is refused before any memory is asked for.
+void check_checkpoint_against_config(const ModelConfig& config, const CheckpointTensors& checkpoint,
+                                     const std::string& model_dir);
+
 // Fills every parameter from a seeded generator: matrices and biases ~ N(0, std), norm weights
 // ~ 1 + N(0, std). (transformers zeroes biases and sets norms to one; perturbing them makes a random
 // checkpoint exercise every parameter in tests.)

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_input.h"
 #include "tokenizer/jinja/template.h"
 
 namespace remora {
@@ -31,8 +32,8 @@ PretrainedTokenizer PretrainedTokenizer::load(const std::string& dir) {
   const fs::path config_path = root / "tokenizer_config.json";
   if (fs::exists(config_path)) {
     const std::string where = config_path.string();
-    const auto config = nlohmann::json::parse(read_text_file(where), nullptr, /*allow_exceptions=*/false);
-    if (config.is_discarded() || !config.is_object()) fail(where, ": not a JSON object");
+    const auto config = read_json_file(where);
+    if (!config.is_object()) fail(where, ": not a JSON object");
     result.bos_token = token_text(config, "bos_token", where);
     result.eos_token = token_text(config, "eos_token", where);
     if (config.contains("chat_template") && !config.at("chat_template").is_null()) {

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_input.h"
 #include "tokenizer/added_vocabulary.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/decoders.h"
@@ -49,9 +50,8 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
-  const std::string text = read_text_file(path);
-  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded() || !json.is_object()) fail(path, ": not a JSON object");
+  const nlohmann::json json = read_json_file(path);
+  if (!json.is_object()) fail(path, ": not a JSON object");
   return from_json(json, path);
 }
 

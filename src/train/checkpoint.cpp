@@ -15,6 +15,7 @@
 #include "adapters/adapter_io.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "core/json_input.h"
 #include "io/safetensors.h"
 #include "model/loader.h"
 
@@ -104,7 +105,7 @@ TrainingProgress read_checkpoint(const std::string& checkpoint, torch::optim::Ad
   const std::string path = (dir / "progress.json").string();
   nlohmann::json state;
   try {
-    state = nlohmann::json::parse(read_text_file(path));
+    state = read_json_file(path);
     TrainingProgress progress;
     progress.step = state.at("step").get<int64_t>();
     progress.epoch = state.at("epoch").get<int64_t>();

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "core/jsonl.h"
 #include "core/random.h"
 #include "tokenizer/pretrained.h"
@@ -80,6 +81,7 @@ int64_t routing_prefix_length(const TrainingExample& example) {
 }
 
 Dataset load_dataset(const std::string& path, const PretrainedTokenizer& tokenizer, const Recipe& recipe) {
+  require_regular_file(path, "data file");
   std::ifstream in(path);
   if (!in) fail(path, ": cannot open the data file");
   const auto eos = tokenizer.eos_token.empty() ? std::nullopt : tokenizer.tokenizer.token_to_id(tokenizer.eos_token);

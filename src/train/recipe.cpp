@@ -1,7 +1,6 @@
 // Recipe loading: YAML sections, a field table with defaults and docs, command-line overrides.
 #include "train/recipe.h"
 
-#include <yaml-cpp/yaml.h>
 
 #include <filesystem>
 #include <functional>
@@ -162,17 +161,14 @@ const std::vector<Field>& fields() {
 }
 
 // Flattens {section: {key: value}} to "section.key" -> value; adapter.* keys keep nested values.
-void flatten(const YAML::Node& root, const std::string& source, std::map<std::string, nlohmann::json>& out) {
-  if (!root.IsMap()) fail(source, ": a recipe must be a YAML mapping of sections");
-  for (const auto& section : root) {
-    const std::string name = section.first.as<std::string>();
-    if (!section.second.IsMap()) {
-      out[name] = yaml_to_json(section.second);
+void flatten(const nlohmann::json& root, const std::string& source, std::map<std::string, nlohmann::json>& out) {
+  if (!root.is_object()) fail(source, ": a recipe must be a YAML mapping of sections");
+  for (const auto& [name, section] : root.items()) {
+    if (!section.is_object()) {
+      out[name] = section;
       continue;
     }
-    for (const auto& item : section.second) {
-      out[name + "." + item.first.as<std::string>()] = yaml_to_json(item.second);
-    }
+    for (const auto& [key, value] : section.items()) out[name + "." + key] = value;
   }
 }
 
@@ -182,11 +178,7 @@ Recipe Recipe::load(const std::string& path, const std::vector<std::string>& ove
   if (!std::filesystem::exists(path)) fail(path, ": recipe file does not exist");
   std::map<std::string, nlohmann::json> values;
   std::map<std::string, std::string> origin;  // key -> where it was set, for messages
-  try {
-    flatten(YAML::LoadFile(path), path, values);
-  } catch (const YAML::Exception& e) {
-    fail(path, ": not valid YAML (line ", e.mark.line + 1, ": ", e.msg, ")");
-  }
+  flatten(read_yaml_file(path), path, values);
   for (const auto& [key, value] : values) origin[key] = path;
   for (const auto& assignment : overrides) {
     const size_t equals = assignment.find('=');
@@ -194,11 +186,7 @@ Recipe Recipe::load(const std::string& path, const std::vector<std::string>& ove
       fail("command line: expected key=value, got '", assignment, "'");
     }
     const std::string key = assignment.substr(0, equals);
-    try {
-      values[key] = yaml_to_json(YAML::Load(assignment.substr(equals + 1)));
-    } catch (const YAML::Exception& e) {
-      fail("command line: ", key, ": not a valid value (", e.msg, ")");
-    }
+    values[key] = parse_yaml(assignment.substr(equals + 1), "command line: " + key);
     origin[key] = "command line";
   }
 

@@ -71,6 +71,18 @@ void truncate_metrics(const fs::path& path, int64_t step) {
   write_text_file_atomically(path.string(), kept);
 }
 
+// Removes the output folder a run created when the run fails before its first checkpoint: a run that
+// got nowhere leaves nothing behind. With a checkpoint the folder stays, for --resume.
+struct FreshOutputGuard {
+  fs::path dir;  // empty: nothing to clean
+  ~FreshOutputGuard() {
+    try {
+      if (!dir.empty() && !latest_checkpoint(dir.string())) fs::remove_all(dir);
+    } catch (...) {  // cleaning up after an error must not raise another
+    }
+  }
+};
+
 }  // namespace
 
 int run_training(const Recipe& recipe, bool resume) {
@@ -81,18 +93,37 @@ int run_training(const Recipe& recipe, bool resume) {
   at::set_num_threads(recipe.threads > 0 ? static_cast<int>(recipe.threads)
                                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   const fs::path out(recipe.output_dir);
+  refuse_output_overlapping_inputs(recipe.output_dir, "output.dir",
+                                   {{recipe.model_path, "model.path"}, {recipe.train_file, "data.train"},
+                                    {recipe.validation_file, "data.validation"}, {recipe.source, "the recipe"}});
   std::optional<std::string> checkpoint;
   if (resume) {
     checkpoint = latest_checkpoint(recipe.output_dir);
     if (!checkpoint) fail(recipe.output_dir, ": no checkpoint to resume from");
-  } else if (fs::exists(out) && !fs::is_empty(out)) {
+  } else if (fs::exists(fs::symlink_status(out))) {
+    // Even an empty folder: it may be one the user made for something else.
     if (!recipe.overwrite) fail(recipe.output_dir, ": already exists (set output.overwrite=true or pass --resume)");
-    fs::remove_all(out);
+    if (!fs::is_directory(fs::symlink_status(out))) fail(recipe.output_dir, ": exists and is not a folder");
   }
 
-  // Data (the model folder is checked first: its tokenizer comes from there).
+  // Model, tokenizer and adapter before the data: a recipe's adapter settings are checked against
+  // the model before the (possibly long) tokenization of the data.
   ModelConfig::load(recipe.model_path);
   const PretrainedTokenizer tokenizer = PretrainedTokenizer::load(recipe.model_path);
+  const c10::ScalarType dtype =
+      recipe.full_finetune ? at::kFloat : parse_compute_dtype(recipe.model_dtype, recipe.source + ": model.dtype");
+  const c10::Device device = parse_device(recipe.device);
+  std::shared_ptr<CausalLM> model =
+      load_causal_lm(checkpoint && recipe.full_finetune ? *checkpoint + "/model" : recipe.model_path, dtype, device);
+  const ModelConfig& config = model->config();
+  const int64_t pad_id = config.pad_token_id.value_or(config.eos_token_ids.empty() ? 0 : config.eos_token_ids[0]);
+  std::unique_ptr<AdaptedModel> adapted;
+  if (!recipe.full_finetune) {
+    adapted = checkpoint ? load_adapter(model, *checkpoint + "/adapter")
+                         : std::make_unique<AdaptedModel>(model, recipe.adapter, recipe.seed);
+  }
+
+  // Data.
   Dataset train = load_dataset(recipe.train_file, tokenizer, recipe);
   Dataset validation;
   if (!recipe.validation_file.empty()) {
@@ -106,15 +137,7 @@ int run_training(const Recipe& recipe, bool resume) {
             << " truncated to " << recipe.max_seq_len << " tokens, " << report.dropped_no_target
             << " dropped (no response token left), " << report.skipped_bad_lines << " bad lines skipped\n";
 
-  // Model and adapter. Full fine-tuning keeps fp32 weights (they are the optimizer's master copy).
-  const c10::ScalarType dtype =
-      recipe.full_finetune ? at::kFloat : parse_compute_dtype(recipe.model_dtype, recipe.source + ": model.dtype");
-  const c10::Device device = parse_device(recipe.device);
-  std::shared_ptr<CausalLM> model =
-      load_causal_lm(checkpoint && recipe.full_finetune ? *checkpoint + "/model" : recipe.model_path, dtype, device);
-  const ModelConfig& config = model->config();
-  const int64_t pad_id = config.pad_token_id.value_or(config.eos_token_ids.empty() ? 0 : config.eos_token_ids[0]);
-  std::unique_ptr<AdaptedModel> adapted;
+  // Trainable parameters. Full fine-tuning keeps fp32 weights (they are the optimizer's master copy).
   std::vector<at::Tensor> decayed, routers, not_decayed;
   if (recipe.full_finetune) {
     for (auto& item : model->named_parameters()) {
@@ -122,8 +145,6 @@ int run_training(const Recipe& recipe, bool resume) {
       (item.value().dim() >= 2 ? decayed : not_decayed).push_back(item.value());
     }
   } else {
-    adapted = checkpoint ? load_adapter(model, *checkpoint + "/adapter")
-                         : std::make_unique<AdaptedModel>(model, recipe.adapter, recipe.seed);
     decayed = adapted->adapter_parameters();
     for (const auto& p : adapted->router_parameters()) {
       if (p.requires_grad()) routers.push_back(p);  // a frozen ReMix router is not trained
@@ -143,12 +164,16 @@ int run_training(const Recipe& recipe, bool resume) {
   at::manual_seed(recipe.seed + 2);  // dropout
   TrainingProgress progress;
   const fs::path metrics_path = out / "metrics.jsonl";
+  FreshOutputGuard fresh_output;
   if (checkpoint) {
     progress = read_checkpoint(*checkpoint, *optimizer, routing_generator);
     truncate_metrics(metrics_path, progress.step);
     std::cerr << "resuming from " << *checkpoint << " at step " << progress.step << "\n";
   } else {
+    // Everything is checked; only now is an old output folder (overwrite=true) replaced.
+    fs::remove_all(out);
     fs::create_directories(out);
+    fresh_output.dir = out;
     write_text_file_atomically((out / "recipe.json").string(), recipe.to_json().dump(2) + "\n");
   }
 
@@ -157,7 +182,7 @@ int run_training(const Recipe& recipe, bool resume) {
   const int64_t batches_per_epoch = static_cast<int64_t>(plan.size());
   const int64_t total_steps =
       recipe.steps > 0 ? recipe.steps : std::max<int64_t>(1, recipe.epochs * batches_per_epoch / recipe.grad_accum);
-  std::ofstream metrics(metrics_path, std::ios::app);
+  LineLog metrics(metrics_path.string());
   ProgressDisplay display(total_steps);
   auto save = [&] {
     write_checkpoint(recipe.output_dir, adapted.get(), *model, *optimizer, progress, routing_generator,
@@ -261,12 +286,12 @@ int run_training(const Recipe& recipe, bool resume) {
         record["routing"] = layers;
         if (with_entropy > 0) record["router_entropy"] = entropy / with_entropy;
       }
-      metrics << record.dump() << "\n" << std::flush;
+      metrics.append(record.dump());
       display.update(progress.step, step_loss, peaks[0] * lr_scale, run_tokens_per_second, progress.seconds);
     }
     if (recipe.eval_every > 0 && progress.step % recipe.eval_every == 0 && progress.step < total_steps) {
       const double value = validation_loss(*model, adapted.get(), validation, recipe.batch_size, pad_id);
-      metrics << nlohmann::json{{"step", progress.step}, {"validation_loss", value}}.dump() << "\n" << std::flush;
+      metrics.append(nlohmann::json{{"step", progress.step}, {"validation_loss", value}}.dump());
       display.message("step " + std::to_string(progress.step) + ": validation loss " + std::to_string(value));
     }
     const bool stop = g_stop_signal != 0;
@@ -274,6 +299,7 @@ int run_training(const Recipe& recipe, bool resume) {
     if (stop) {
       display.message("stopped by signal " + std::to_string(g_stop_signal.load()) + " at step " +
                       std::to_string(progress.step) + "; checkpoint saved, continue with --resume");
+      fresh_output.dir.clear();
       return 130;
     }
   }
@@ -282,7 +308,7 @@ int run_training(const Recipe& recipe, bool resume) {
 
   // Final outputs.
   const double value = validation_loss(*model, adapted.get(), validation, recipe.batch_size, pad_id);
-  metrics << nlohmann::json{{"step", progress.step}, {"validation_loss", value}}.dump() << "\n" << std::flush;
+  metrics.append(nlohmann::json{{"step", progress.step}, {"validation_loss", value}}.dump());
   if (adapted) {
     save_adapter(*adapted, (out / "adapter").string(), /*overwrite=*/true);
   } else {
@@ -296,6 +322,7 @@ int run_training(const Recipe& recipe, bool resume) {
             << (progress.tokens - tokens_at_start) / std::max(1e-9, run_seconds) << " tokens/s, peak memory "
             << peak_resident_mib() << " MiB; validation loss " << value << "; wrote "
             << (out / (adapted ? "adapter" : "model")).string() << "\n";
+  fresh_output.dir.clear();
   return 0;
 }
 

@@ -540,9 +540,8 @@ TEST_F(WriteFileAtomically, ThrowingWriterKeepsOldContentAndLeavesNoTemporary) {
   ASSERT_EQ(read_bytes(target), "old content");
 
   EXPECT_THROW(write_file_atomically(target,
-                                     [](std::FILE* file) {
-                                       std::fputs("partial new content", file);
-                                       std::fflush(file);
+                                     [](const FileSink& sink) {
+                                       sink.write("partial new content", 19);
                                        throw std::runtime_error("writer failed");
                                      }),
                std::runtime_error);
@@ -551,7 +550,7 @@ TEST_F(WriteFileAtomically, ThrowingWriterKeepsOldContentAndLeavesNoTemporary) {
 
   // A remora::Error from the writer propagates unchanged too.
   EXPECT_THAT(error_message([&] {
-                write_file_atomically(target, [](std::FILE*) { fail("custom failure"); });
+                write_file_atomically(target, [](const FileSink&) { fail("custom failure"); });
               }),
               HasSubstr("custom failure"));
   EXPECT_EQ(read_bytes(target), "old content");
@@ -560,7 +559,7 @@ TEST_F(WriteFileAtomically, ThrowingWriterKeepsOldContentAndLeavesNoTemporary) {
 
 TEST_F(WriteFileAtomically, ThrowingWriterWithNoOldFileLeavesNothing) {
   const std::string target = path("new.txt");
-  EXPECT_THROW(write_file_atomically(target, [](std::FILE*) { throw std::runtime_error("no"); }),
+  EXPECT_THROW(write_file_atomically(target, [](const FileSink&) { throw std::runtime_error("no"); }),
                std::runtime_error);
   EXPECT_TRUE(folder_entries().empty());
 }

@@ -1,0 +1,27 @@
+// JSON read from users' files with the limits a hostile file cannot bypass: nesting depth (parsers and
+// every recursive walk of a value would otherwise overflow the stack) and file size.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/file_util.h"
+
+namespace remora {
+
+// Deeper than any real config, tokenizer, adapter or data record (they nest fewer than 10 levels).
+constexpr int kMaxJsonDepth = 256;
+
+// Size cap of small JSON files (config.json, adapter_config.json, a shard index): far above real ones.
+constexpr uint64_t kMaxConfigBytes = uint64_t{64} << 20;
+
+// Parses `text`; throws Error starting with `source` (a file, "file:line", a flag) when it is not
+// JSON, nests deeper than kMaxJsonDepth, or holds a number out of range. An empty `source` leaves the
+// prefix to the caller (JSONL readers add "file:line").
+nlohmann::json parse_json(const std::string& text, const std::string& source);
+
+// parse_json of a whole regular file of at most `max_bytes`, errors naming the path.
+nlohmann::json read_json_file(const std::string& path, uint64_t max_bytes = kMaxTextFileBytes);
+
+}  // namespace remora
