@@ -73,11 +73,24 @@ void check_targets(const nlohmann::json& targets, const std::string& field, cons
 template <typename T>
 T get_field(const nlohmann::json& json, const char* key, const T& fallback, const std::string& source) {
   if (!json.contains(key) || json[key].is_null()) return fallback;
-  try {
-    return json[key].get<T>();
-  } catch (const nlohmann::json::exception&) {
-    fail(source, ": field '", key, "' has the wrong type: ", json[key].dump());
+  const nlohmann::json& value = json[key];
+  // nlohmann converts between kinds silently (4.5 -> 4, 1 -> true); a typed file must not.
+  const auto is_integer = [](const nlohmann::json& v) { return v.is_number_integer(); };
+  bool ok = false;
+  const char* expected = "";
+  if constexpr (std::is_same_v<T, bool>) {
+    ok = value.is_boolean(), expected = "true or false";
+  } else if constexpr (std::is_integral_v<T>) {
+    ok = is_integer(value), expected = "an integer";
+  } else if constexpr (std::is_floating_point_v<T>) {
+    ok = value.is_number(), expected = "a number";
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    ok = value.is_string(), expected = "a string";
+  } else {
+    ok = value.is_array() && std::all_of(value.begin(), value.end(), is_integer), expected = "a list of integers";
   }
+  if (!ok) fail(source, ": field '", key, "' must be ", expected, ", got ", value.dump());
+  return value.get<T>();
 }
 
 
@@ -239,6 +252,7 @@ AdapterConfig AdapterConfig::from_json(const nlohmann::json& json, const std::st
 
 void AdapterConfig::validate(const std::string& source) const {
   REMORA_CHECK(r > 0, source, ": r must be positive, got ", r);
+  REMORA_CHECK(r <= kMaxRank, source, ": r is ", r, ", above remora's limit of ", kMaxRank);
   REMORA_CHECK(lora_alpha > 0, source, ": lora_alpha must be positive, got ", lora_alpha);
   REMORA_CHECK(lora_dropout >= 0 && lora_dropout < 1, source, ": lora_dropout must be in [0, 1)");
   if (!(target_modules.is_string() && target_modules == "all-linear")) {
@@ -257,8 +271,9 @@ void AdapterConfig::validate(const std::string& source) const {
       continue;
     }
     REMORA_CHECK(num_experts >= 1, source, ": num_experts must be positive");
+    REMORA_CHECK(num_experts <= kMaxExperts, source, ": num_experts is ", num_experts, ", above remora's limit of ", kMaxExperts);
     for (int64_t n : layer_num_experts) {
-      REMORA_CHECK(n >= 1, source, ": layer_num_experts entries must be positive");
+      REMORA_CHECK(n >= 1 && n <= kMaxExperts, source, ": layer_num_experts entries must be in [1, ", kMaxExperts, "], got ", n);
     }
     if (m == AdapterMethod::kTopk || m == AdapterMethod::kRemix) {
       int64_t fewest = num_experts;

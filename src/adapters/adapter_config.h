@@ -43,6 +43,10 @@ struct ModuleAdapterSpec {
 };
 
 // The whole adapter_config.json. Defaults follow the spec (shared/spec/methods.md) and PEFT.
+// Caps on an adapter's sizes (README: "Limits"), far above what the papers use (n <= 64, r <= 256).
+constexpr int64_t kMaxExperts = 1024;
+constexpr int64_t kMaxRank = 8192;
+
 struct AdapterConfig {
   AdapterMethod method = AdapterMethod::kLora;
   int64_t r = 8;

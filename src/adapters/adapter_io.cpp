@@ -56,6 +56,11 @@ std::unique_ptr<AdaptedModel> load_adapter(std::shared_ptr<CausalLM> base, const
     }
     at::Tensor destination = tensor;  // shares storage with the parameter
     file.copy_into(*entry, destination);
+    // A NaN would silently turn every output into garbage (generate printing token 0, merge writing a
+    // NaN model).
+    if (destination.is_floating_point() && !at::isfinite(destination).all().item<bool>()) {
+      fail(weights, ": tensor '", name, "' holds NaN or infinite values");
+    }
   }
   for (const auto& entry : file.entries()) {
     if (!expected.count(entry.name)) {

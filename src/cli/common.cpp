@@ -23,6 +23,7 @@ void ModelOptions::add_to(CLI::App& command) {
   command.add_option("--adapter-set", adapter_overrides,
                      "override an adapter_config.json field, e.g. sample_at_inference=true (repeatable)");
   command.add_option("--routing-seed", routing_seed, "seed of routers that sample at inference")
+      ->check(seed_validator())
       ->capture_default_str();
 }
 
@@ -38,6 +39,19 @@ LoadedModel ModelOptions::load() const {
   loaded.adapter = load_adapter(loaded.model, adapter, overrides);
   loaded.adapter->routing().generator = at::make_generator<at::CPUGeneratorImpl>(routing_seed);
   return loaded;
+}
+
+CLI::Validator seed_validator() {
+  return CLI::Validator(
+      [](const std::string& text) -> std::string {
+        uint64_t value = 0;
+        const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+          return "expected an integer in [0, 2^64), got '" + text + "'";
+        }
+        return "";
+      },
+      "SEED");
 }
 
 void apply_json_assignment(nlohmann::json& object, const std::string& assignment, const std::string& flag) {

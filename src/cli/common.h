@@ -50,6 +50,10 @@ std::vector<std::vector<int64_t>> parse_id_rows(const std::string& text, const s
 // booleans, null, lists, objects), else a string. Throws Error naming `flag` if there is no '='.
 void apply_json_assignment(nlohmann::json& object, const std::string& assignment, const std::string& flag);
 
+// A validator for seed options: a decimal integer in [0, 2^64), so that -1 or 2^64 is an error
+// instead of silently wrapping or saturating to some other seed.
+CLI::Validator seed_validator();
+
 // Registration of each verb; one file each.
 void add_init_model_command(CLI::App& app);
 void add_forward_command(CLI::App& app);

@@ -123,7 +123,7 @@ void add_eval_command(CLI::App& app) {
   command->add_option("--name", e.name, "task name in the results (default: the data file's stem)");
   command->add_option("--fewshot", e.fewshot_path, "JSONL documents to draw k-shot examples from");
   command->add_option("--num-fewshot", e.prompt.num_fewshot, "examples before each prompt")->capture_default_str();
-  command->add_option("--seed", e.prompt.seed, "few-shot sampling seed")->capture_default_str();
+  command->add_option("--seed", e.prompt.seed, "few-shot sampling seed")->check(seed_validator())->capture_default_str();
   command->add_option("--limit", e.limit, "evaluate only the first N documents (0 = all)")->capture_default_str();
   command->add_option("--batch-size", e.batch_size, "documents (or choices) run together")->capture_default_str();
   command->add_option("--max-new-tokens", e.max_new_tokens, "generate: most tokens per answer")->capture_default_str();

@@ -25,6 +25,10 @@ void run_forward(const ForwardOptions& options) {
   require_writable_path(options.out, "--out");
   auto model = options.model.load();
   const auto rows = parse_id_rows(options.ids, "--ids", model->config().vocab_size);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    REMORA_CHECK(static_cast<int64_t>(rows[r].size()) <= model->config().max_position_embeddings, "--ids: row ", r,
+                 " has ", rows[r].size(), " tokens; the model's context is ", model->config().max_position_embeddings);
+  }
   int64_t longest = 0;
   for (const auto& row : rows) longest = std::max<int64_t>(longest, row.size());
 

@@ -105,7 +105,7 @@ void add_generate_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--top-p", g.sampling.top_p, "nucleus sampling mass (1 = off)")
       ->capture_default_str();
-  command->add_option("--seed", g.sampling.seed, "sampling seed")->capture_default_str();
+  command->add_option("--seed", g.sampling.seed, "sampling seed")->check(seed_validator())->capture_default_str();
   command->add_option("--stop", options->text.stop_strings,
                       "with --prompt/--chat: end a continuation before this text (repeatable)");
   command->add_option("--batch-size", options->text.batch_size, "with --prompt/--chat: prompts generated together")

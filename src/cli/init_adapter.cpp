@@ -99,7 +99,7 @@ void add_init_adapter_command(CLI::App& app) {
                       "any adapter_config.json field, e.g. --set routing=sequence (repeatable)");
   command->add_option("--init-b-std", options->init_b_std, "draw B ~ N(0, std) instead of zeros")
       ->capture_default_str();
-  command->add_option("--seed", options->seed, "initialisation seed")->capture_default_str();
+  command->add_option("--seed", options->seed, "initialisation seed")->check(seed_validator())->capture_default_str();
   command->add_flag("--overwrite", options->overwrite, "replace an existing output folder");
   command->callback([options] { run_init_adapter(*options); });
 }

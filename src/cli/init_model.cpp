@@ -79,7 +79,7 @@ void add_init_model_command(CLI::App& app) {
                       "are JSON, else strings)");
   command->add_option("--dtype", options->dtype, "stored dtype: bfloat16 or float32")
       ->capture_default_str();
-  command->add_option("--seed", options->seed, "initialisation seed")->capture_default_str();
+  command->add_option("--seed", options->seed, "initialisation seed")->check(seed_validator())->capture_default_str();
   command->add_flag("--overwrite", options->overwrite, "replace an existing output folder");
   command->add_option("--tokenizer", options->tokenizer,
                       "copy this folder's tokenizer files into the model and set vocab_size, bos/eos ids to match")

@@ -116,7 +116,7 @@ void run_routing(const RoutingCommandOptions& options) {
     auto base = load_causal_lm(options.model_dir, parse_compute_dtype(options.dtype), parse_device(options.device));
     const PretrainedTokenizer tokenizer = PretrainedTokenizer::load(options.model_dir);
     Recipe reading;
-    reading.max_seq_len = options.max_length;
+    reading.max_seq_len = std::min(options.max_length, base->config().max_position_embeddings);
     reading.format = options.format;
     Dataset data = load_dataset(options.data, tokenizer, reading);
     if (options.limit > 0 && static_cast<int64_t>(data.examples.size()) > options.limit) data.examples.resize(options.limit);

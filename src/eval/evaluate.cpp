@@ -62,13 +62,15 @@ std::vector<EvalDoc> fewshot_docs(const EvalOptions& options, const PretrainedTo
 TaskResult loss_task(CausalLM& model, const PretrainedTokenizer& tokenizer, const EvalOptions& options) {
   Recipe reading;  // the training data reader, with evaluation's length limit
   reading.format = options.format;
-  reading.max_seq_len = options.max_length;
+  // Nothing longer than the model's context is run (as lm-eval caps at the model's max_length).
+  reading.max_seq_len = std::min(options.max_length, model.config().max_position_embeddings);
   Dataset data = load_dataset(options.data_path, tokenizer, reading);
   if (options.limit > 0 && static_cast<int64_t>(data.examples.size()) > options.limit) {
     data.examples.resize(options.limit);
   }
   if (data.report.truncated > 0) {
-    std::cerr << "warning: " << data.report.truncated << " examples cut to --max-length " << options.max_length << "\n";
+    std::cerr << "warning: " << data.report.truncated << " examples cut to " << reading.max_seq_len
+              << " tokens (--max-length and the model's context)\n";
   }
   if (data.report.dropped_no_target > 0) {
     std::cerr << "warning: " << data.report.dropped_no_target << " examples have no response token and are not scored\n";

@@ -26,10 +26,15 @@ std::vector<std::vector<int64_t>> generate(CausalLM& model,
   options.sampling.validate();
   REMORA_CHECK(!prompts.empty(), "generate: no prompts");
   REMORA_CHECK(options.max_new_tokens >= 0, "--max-new-tokens must be >= 0");
+  const int64_t context = model.config().max_position_embeddings;
+  REMORA_CHECK(options.max_new_tokens <= context, "--max-new-tokens: ", options.max_new_tokens,
+               " is more than the model's context of ", context);
   const int64_t B = static_cast<int64_t>(prompts.size());
   int64_t longest = 0;
   for (size_t row = 0; row < prompts.size(); ++row) {
     REMORA_CHECK(!prompts[row].empty(), "generate: prompt ", row, " is empty");
+    REMORA_CHECK(static_cast<int64_t>(prompts[row].size()) <= context, "prompt ", row, " has ", prompts[row].size(),
+                 " tokens; the model's context is ", context, " (max_position_embeddings)");
     require_in_vocab(prompts[row], model);
     longest = std::max<int64_t>(longest, prompts[row].size());
   }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "tokenizer/token_id.h"
 #include "core/error.h"
 
 namespace remora {
@@ -77,7 +78,7 @@ std::vector<AddedToken> parse_added_tokens(const nlohmann::json& list, const std
   if (list.is_null()) return tokens;
   for (const auto& item : list) {
     AddedToken token;
-    token.id = item.at("id").get<int32_t>();
+    token.id = token_id(item.at("id"), where + ": id");
     token.content = item.at("content").get<std::string>();
     REMORA_CHECK(!token.content.empty(), where, ": added token ", token.id, " has empty content");
     token.single_word = item.value("single_word", false);

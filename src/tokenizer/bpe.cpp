@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <queue>
 
+#include "tokenizer/token_id.h"
 #include "core/error.h"
 #include "tokenizer/utf8.h"
 
@@ -28,8 +29,7 @@ BpeModel::BpeModel(const nlohmann::json& model, const std::string& where) {
     fail(where, ": model.dropout is not supported (BPE dropout is a training-time option)");
   }
   for (const auto& [token, id] : model.at("vocab").items()) {
-    const int32_t value = id.get<int32_t>();
-    REMORA_CHECK(value >= 0, where, ": model.vocab['", token, "'] is negative");
+    const int32_t value = token_id(id, where + ": model.vocab['" + token + "']");
     vocab_[token] = value;
     if (static_cast<size_t>(value) >= id_to_token_.size()) id_to_token_.resize(value + 1);
     id_to_token_[value] = token;

@@ -17,19 +17,22 @@ struct Regex::Impl {
   mutable std::mutex mutex;
   pcre2_match_data* data = nullptr;
   uint32_t group_count = 0;
+  std::string where;  // the pattern's file and field, for match errors
 };
 
 namespace {
 
-[[noreturn]] void fail_match(int rc) {
+[[noreturn]] void fail_match(int rc, const std::string& where) {
   PCRE2_UCHAR message[256];
   pcre2_get_error_message(rc, message, sizeof(message));
-  fail("regex match failed: ", reinterpret_cast<const char*>(message));
+  fail(where, ": regex match failed: ", reinterpret_cast<const char*>(message),
+       " (the pattern backtracks too much on this text)");
 }
 
 }  // namespace
 
 Regex::Regex(const std::string& pattern, const std::string& where) : impl_(std::make_unique<Impl>()) {
+  impl_->where = where;
   int error = 0;
   PCRE2_SIZE offset = 0;
   // The pattern's UTF-8 is checked (patterns can come from the command line); subjects are not.
@@ -61,7 +64,7 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
     const int rc = pcre2_match(impl_->code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, impl_->data,
                                nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) break;
-    if (rc < 0) fail_match(rc);
+    if (rc < 0) fail_match(rc, impl_->where);
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(impl_->data);
     const size_t begin = ovector[0], end = ovector[1];
     if (end == begin) {
@@ -97,7 +100,7 @@ std::vector<Regex::Match> Regex::find_all_groups(std::string_view text) const {
       while (start < text.size() && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) ++start;
       continue;
     }
-    if (rc < 0) fail_match(rc);
+    if (rc < 0) fail_match(rc, impl_->where);
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(impl_->data);
     Match match;
     match.begin = ovector[0];

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/resources.h"
 #include "core/yaml_json.h"
 
 namespace remora {
@@ -20,6 +21,8 @@ const std::map<std::string, DataFormat>& data_format_names() {
 }
 
 namespace {
+
+constexpr int64_t kMaxSamples = 64;
 
 struct Field {
   const char* key;
@@ -51,6 +54,13 @@ int64_t integer_at_least(const nlohmann::json& value, const std::string& where, 
 double number_in(const nlohmann::json& value, const std::string& where, double low, double high) {
   const auto x = typed<double>(value, where, "a number");
   REMORA_CHECK(x >= low && x <= high, where, ": must be in [", low, ", ", high, "], got ", x);
+  return x;
+}
+
+// An Adam beta: in [0, 1).
+double fraction_below_one(const nlohmann::json& value, const std::string& where) {
+  const auto x = typed<double>(value, where, "a number in [0, 1)");
+  REMORA_CHECK(x >= 0 && x < 1, where, ": must be in [0, 1), got ", x);
   return x;
 }
 
@@ -91,7 +101,11 @@ const std::vector<Field>& fields() {
       {"train.grad_accum", "1", "micro-batches per optimiser step",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.grad_accum = integer_at_least(v, w, 1); }},
       {"train.samples", "4", "ReMix: M routed samples per input (>= 2 for RLOO)",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.samples = integer_at_least(v, w, 1); }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.samples = integer_at_least(v, w, 1);
+         REMORA_CHECK(r.samples <= kMaxSamples, w, ": ", r.samples, " samples; at most ", kMaxSamples,
+                      " (each is a full forward and backward pass)");
+       }},
       {"train.seed", "0", "seed for initialisation, shuffling, dropout and routing samples",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.seed = typed<uint64_t>(v, w, "a non-negative integer"); }},
       {"train.grad_clip", "1.0", "clip the gradient norm to this (0: off)",
@@ -125,11 +139,14 @@ const std::vector<Field>& fields() {
          REMORA_CHECK(r.weight_decay >= 0, w, ": must be >= 0");
        }},
       {"optim.beta1", "0.9", "AdamW beta1",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.beta1 = typed<double>(v, w, "a number in [0, 1)"); }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.beta1 = fraction_below_one(v, w); }},
       {"optim.beta2", "0.999", "AdamW beta2",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.beta2 = typed<double>(v, w, "a number in [0, 1)"); }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.beta2 = fraction_below_one(v, w); }},
       {"optim.eps", "1e-8", "AdamW epsilon",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.eps = typed<double>(v, w, "a positive number"); }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.eps = typed<double>(v, w, "a positive number");
+         REMORA_CHECK(r.eps > 0, w, ": must be positive (Adam divides by sqrt(v) + eps), got ", r.eps);
+       }},
       {"schedule.type", "cosine", "constant | linear | cosine decay after warmup",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) {
          const std::string t = typed<std::string>(v, w, "constant, linear or cosine");
@@ -155,7 +172,10 @@ const std::vector<Field>& fields() {
       {"eval.every", "0", "validation loss every N steps (0: only at the end)",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.eval_every = integer_at_least(v, w, 0); }},
       {"threads", "0", "intra-op CPU threads (0: all cores)",
-       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.threads = integer_at_least(v, w, 0); }},
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.threads = integer_at_least(v, w, 0);
+         if (r.threads > 0) check_thread_count(r.threads, w);
+       }},
   };
   return table;
 }
@@ -206,7 +226,7 @@ Recipe Recipe::load(const std::string& path, const std::vector<std::string>& ove
     if (field == table.end()) fail(origin[key], ": unknown key '", key, "' (remora train --help-recipe lists them)");
     field->set(recipe, value, where);
   }
-  if (adapter.value("method", "") == "full") {
+  if (adapter.contains("method") && adapter["method"] == "full") {
     recipe.full_finetune = true;
   } else {
     recipe.adapter = AdapterConfig::from_json(adapter, path + ": adapter");

@@ -90,8 +90,7 @@ int run_training(const Recipe& recipe, bool resume) {
   g_stop_signal = 0;
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
-  at::set_num_threads(recipe.threads > 0 ? static_cast<int>(recipe.threads)
-                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  at::set_num_threads(static_cast<int>(recipe.threads > 0 ? recipe.threads : machine_cores()));
   const fs::path out(recipe.output_dir);
   refuse_output_overlapping_inputs(recipe.output_dir, "output.dir",
                                    {{recipe.model_path, "model.path"}, {recipe.train_file, "data.train"},
@@ -117,6 +116,9 @@ int run_training(const Recipe& recipe, bool resume) {
       load_causal_lm(checkpoint && recipe.full_finetune ? *checkpoint + "/model" : recipe.model_path, dtype, device);
   const ModelConfig& config = model->config();
   const int64_t pad_id = config.pad_token_id.value_or(config.eos_token_ids.empty() ? 0 : config.eos_token_ids[0]);
+  REMORA_CHECK(recipe.max_seq_len <= config.max_position_embeddings, recipe.source, ": data.max_seq_len ",
+               recipe.max_seq_len, " is more than the model's context of ", config.max_position_embeddings,
+               " (max_position_embeddings)");
   std::unique_ptr<AdaptedModel> adapted;
   if (!recipe.full_finetune) {
     adapted = checkpoint ? load_adapter(model, *checkpoint + "/adapter")

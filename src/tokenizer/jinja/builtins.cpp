@@ -2,9 +2,11 @@
 #include "tokenizer/jinja/builtins.h"
 
 #include <algorithm>
+#include <cmath>
 #include <ctime>
 
 #include "core/error.h"
+#include "tokenizer/jinja/limits.h"
 
 namespace remora::jinja {
 namespace {
@@ -115,8 +117,25 @@ std::vector<std::string> split(const std::string& text, const Value& separator, 
   return parts;
 }
 
+// A number as an int64, refusing what does not fit (a cast would be undefined behaviour).
+int64_t integer(const Value& value, const std::string& where) {
+  if (value.kind() == Value::Kind::Int) return value.as_int();
+  const double x = value.as_number();
+  if (!value.is_number() || !std::isfinite(x) || std::fabs(x) >= 9.2e18) {
+    fail(where, ": expected an integer, got ", value.repr());
+  }
+  return static_cast<int64_t>(x);
+}
+
 std::string replace(const std::string& text, const std::string& from, const std::string& to) {
   if (from.empty()) return text;
+  if (to.size() > from.size()) {
+    uint64_t count = 0;
+    for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + from.size())) ++count;
+    if (text.size() + count * (to.size() - from.size()) > kMaxStringBytes) {
+      fail("replace() would make a string longer than ", kMaxStringBytes, " bytes");
+    }
+  }
   std::string out;
   size_t last = 0;
   for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, last)) {
@@ -302,7 +321,9 @@ bool apply_test(const std::string& name, const Value& input, const std::vector<V
   }
   if (name == "divisibleby") {
     if (args.empty() || !args[0].is_number() || args[0].as_number() == 0) fail(where, ": divisibleby needs a number");
-    return static_cast<int64_t>(input.as_number()) % static_cast<int64_t>(args[0].as_number()) == 0;
+    const int64_t divisor = integer(args[0], where);
+    if (divisor == 0) fail(where, ": divisibleby needs a non-zero integer");
+    return divisor == -1 || integer(input, where) % divisor == 0;
   }
   if (name == "equalto" || name == "eq" || name == "sameas") {
     if (args.empty()) fail(where, ": '", name, "' needs an argument");
@@ -374,6 +395,7 @@ Value call_method(const Value& object, const std::string& name, const std::vecto
   }
   if (object.is_array() && name == "append") {
     if (args.size() != 1) fail(where, ": append needs one argument");
+    if (object.array().size() >= kMaxListItems) fail(where, ": a list longer than ", kMaxListItems, " items");
     object.array().push_back(args[0]);
     return Value::none();
   }
@@ -392,15 +414,20 @@ Object builtin_globals(const std::string& template_name) {
   globals.emplace_back("range", Value::function([template_name](const std::vector<Value>& args, const Kwargs&) {
     int64_t start = 0, stop = 0, step = 1;
     if (args.size() == 1) {
-      stop = static_cast<int64_t>(args[0].as_number());
+      stop = integer(args[0], template_name + ": range()");
     } else if (args.size() >= 2) {
-      start = static_cast<int64_t>(args[0].as_number());
-      stop = static_cast<int64_t>(args[1].as_number());
-      if (args.size() > 2) step = static_cast<int64_t>(args[2].as_number());
+      start = integer(args[0], template_name + ": range()");
+      stop = integer(args[1], template_name + ": range()");
+      if (args.size() > 2) step = integer(args[2], template_name + ": range()");
     }
     if (step == 0) fail(template_name, ": range() step must not be zero");
+    const long double count = (static_cast<long double>(stop) - start) / step;
+    if (count > kMaxListItems) fail(template_name, ": range() of ", count, " numbers is longer than the limit of ", kMaxListItems);
     Array values;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) values.push_back(Value(i));
+    for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
+      values.push_back(Value(i));
+      if (__builtin_add_overflow(i, step, &i)) break;
+    }
     return Value(values);
   }));
   globals.emplace_back("strftime_now", Value::function([](const std::vector<Value>& args, const Kwargs&) {

@@ -26,4 +26,8 @@ struct Chunk {
 // Throws Error naming the template and the offending tag.
 std::vector<Chunk> lex(const std::string& source, const std::string& name);
 
+// A tag quoted in an error message, cut to its first 80 bytes so a hostile template's error stays one
+// readable line.
+inline std::string excerpt(const std::string& tag) { return tag.size() <= 80 ? tag : tag.substr(0, 80) + "..."; }
+
 }  // namespace remora::jinja

@@ -7,6 +7,11 @@
 namespace remora::jinja {
 namespace {
 
+// Nesting of expressions (parentheses, lists, unary operators, and each link of an operator, filter
+// or attribute chain) and of statements. Real chat templates stay below 30; the interpreter and the
+// tree's destructor recurse once per level, so an unbounded depth would overflow the stack.
+constexpr int kMaxNesting = 200;
+
 ExprPtr make(Expr::Kind kind) {
   auto e = std::make_shared<Expr>();
   e->kind = kind;
@@ -18,7 +23,7 @@ class ExprParser {
   ExprParser(const Chunk& chunk, const std::string& name) : tokens_(chunk.tokens), tag_(chunk.text), name_(name) {}
 
   [[noreturn]] void error(const std::string& what) const {
-    fail(name_, ": ", what, " in '", tag_, "'");
+    fail(name_, ": ", what, " in '", excerpt(tag_), "'");
   }
   const Token& peek(size_t ahead = 0) const { return tokens_[std::min(pos_ + ahead, tokens_.size() - 1)]; }
   bool at_end() const { return peek().type == Token::Type::End; }
@@ -49,7 +54,26 @@ class ExprParser {
     if (!at_end()) error("unexpected '" + peek().text + "'");
   }
 
+  // One more level of nesting for the guard's lifetime (or, with `links`, for a chain's links).
+  class Nesting {
+   public:
+    // `levels`: 1 for a nested sub-expression; 0 for a chain, which calls deeper() per link.
+    explicit Nesting(ExprParser& parser, int levels = 1) : parser_(parser) {
+      for (int i = 0; i < levels; ++i) deeper();
+    }
+    ~Nesting() { parser_.depth_ -= levels_; }
+    void deeper() {
+      ++levels_;
+      if (++parser_.depth_ > kMaxNesting) parser_.error("expression nested deeper than " + std::to_string(kMaxNesting) + " levels");
+    }
+
+   private:
+    ExprParser& parser_;
+    int levels_ = 0;
+  };
+
   ExprPtr expression() {
+    Nesting nesting(*this);
     ExprPtr value = or_expr();
     if (accept_name("if")) {
       auto e = make(Expr::Kind::Cond);
@@ -63,8 +87,10 @@ class ExprParser {
 
   // An expression that stops before "if" (for-loop iterables, which may be followed by a filter).
   ExprPtr or_expr() {
+    Nesting links(*this, 0);
     ExprPtr left = and_expr();
     while (accept_name("or")) {
+      links.deeper();
       auto e = make(Expr::Kind::Or);
       e->a = left;
       e->b = and_expr();
@@ -75,8 +101,10 @@ class ExprParser {
 
  private:
   ExprPtr and_expr() {
+    Nesting links(*this, 0);
     ExprPtr left = not_expr();
     while (accept_name("and")) {
+      links.deeper();
       auto e = make(Expr::Kind::And);
       e->a = left;
       e->b = not_expr();
@@ -86,6 +114,7 @@ class ExprParser {
   }
   ExprPtr not_expr() {
     if (accept_name("not")) {
+      Nesting nesting(*this);
       auto e = make(Expr::Kind::Not);
       e->a = not_expr();
       return e;
@@ -93,6 +122,7 @@ class ExprParser {
     return compare();
   }
   ExprPtr compare() {
+    Nesting links(*this, 0);
     ExprPtr left = additive();
     for (;;) {
       std::string op;
@@ -107,6 +137,7 @@ class ExprParser {
       } else {
         return left;
       }
+      links.deeper();
       auto e = make(Expr::Kind::Binary);
       e->name = op;
       e->a = left;
@@ -115,6 +146,7 @@ class ExprParser {
     }
   }
   ExprPtr binary_chain(ExprPtr (ExprParser::*next)(), std::initializer_list<const char*> ops) {
+    Nesting links(*this, 0);
     ExprPtr left = (this->*next)();
     for (;;) {
       const char* matched = nullptr;
@@ -122,6 +154,7 @@ class ExprParser {
         if (is_op(op)) matched = op;
       }
       if (!matched) return left;
+      links.deeper();
       ++pos_;
       auto e = make(Expr::Kind::Binary);
       e->name = matched;
@@ -136,11 +169,15 @@ class ExprParser {
   ExprPtr power() { return binary_chain(&ExprParser::unary, {"**"}); }
   ExprPtr unary() {
     if (accept_op("-")) {
+      Nesting nesting(*this);
       auto e = make(Expr::Kind::Neg);
       e->a = unary();
       return e;
     }
-    if (accept_op("+")) return unary();
+    if (accept_op("+")) {
+      Nesting nesting(*this);
+      return unary();
+    }
     return filters(postfix(primary()));
   }
 
@@ -159,14 +196,17 @@ class ExprParser {
   }
 
   ExprPtr filters(ExprPtr value) {
+    Nesting links(*this, 0);
     for (;;) {
       if (accept_op("|")) {
+        links.deeper();
         auto e = make(Expr::Kind::Filter);
         e->name = expect_identifier();
         e->a = value;
         if (accept_op("(")) call_arguments(e->args, e->kwargs);
         value = postfix(e);
       } else if (accept_name("is")) {
+        links.deeper();
         auto e = make(Expr::Kind::Test);
         e->negated = accept_name("not");
         e->name = peek().type == Token::Type::Name ? expect_identifier() : std::string();
@@ -189,7 +229,9 @@ class ExprParser {
   }
 
   ExprPtr postfix(ExprPtr value) {
+    Nesting links(*this, 0);
     for (;;) {
+      if (is_op(".") || is_op("[") || is_op("(")) links.deeper();
       if (accept_op(".")) {
         auto e = make(Expr::Kind::Attr);
         e->a = value;
@@ -302,6 +344,7 @@ class ExprParser {
   const std::string& tag_;
   const std::string& name_;
   size_t pos_ = 0;
+  int depth_ = 0;
 
   friend class StatementParser;
 };
@@ -312,6 +355,11 @@ class StatementParser {
 
   // Parses until one of `stops` (a statement keyword) or the end; returns the keyword met ("" at end).
   std::string body(Body& out, std::initializer_list<const char*> stops) {
+    if (++depth_ > kMaxNesting) fail(name_, ": statements nested deeper than ", kMaxNesting, " levels");
+    struct Leave {
+      int& depth;
+      ~Leave() { --depth; }
+    } leave{depth_};
     while (pos_ < chunks_.size()) {
       const Chunk& chunk = chunks_[pos_];
       if (chunk.type == Chunk::Type::Text) {
@@ -352,7 +400,7 @@ class StatementParser {
         node->text = chunk.text;
         out.push_back(node);
       } else {
-        fail(name_, ": unsupported statement '", chunk.text, "'");
+        fail(name_, ": unsupported statement '", excerpt(chunk.text), "'");
       }
     }
     return "";
@@ -378,7 +426,7 @@ class StatementParser {
       Body branch;
       const std::string stop = body(branch, {"elif", "else", "endif"});
       node->branches.emplace_back(condition, std::move(branch));
-      if (stop.empty()) fail(name_, ": missing {% endif %} for '", chunk.text, "'");
+      if (stop.empty()) fail(name_, ": missing {% endif %} for '", excerpt(chunk.text), "'");
       ExprParser q = closing("endif");
       if (stop == "elif") {
         condition = q.expression();
@@ -388,7 +436,7 @@ class StatementParser {
       q.expect_end();
       if (stop == "else") {
         const std::string end = body(node->else_body, {"endif"});
-        if (end.empty()) fail(name_, ": missing {% endif %} for '", chunk.text, "'");
+        if (end.empty()) fail(name_, ": missing {% endif %} for '", excerpt(chunk.text), "'");
         closing("endif").expect_end();
       }
       return node;
@@ -407,10 +455,10 @@ class StatementParser {
     if (p.accept_name("recursive")) p.error("recursive loops are not supported");
     p.expect_end();
     const std::string stop = body(node->body, {"else", "endfor"});
-    if (stop.empty()) fail(name_, ": missing {% endfor %} for '", chunk.text, "'");
+    if (stop.empty()) fail(name_, ": missing {% endfor %} for '", excerpt(chunk.text), "'");
     closing("endfor").expect_end();
     if (stop == "else") {
-      if (body(node->else_body, {"endfor"}).empty()) fail(name_, ": missing {% endfor %} for '", chunk.text, "'");
+      if (body(node->else_body, {"endfor"}).empty()) fail(name_, ": missing {% endfor %} for '", excerpt(chunk.text), "'");
       closing("endfor").expect_end();
     }
     return node;
@@ -433,6 +481,7 @@ class StatementParser {
   const std::vector<Chunk>& chunks_;
   const std::string& name_;
   size_t pos_ = 0;
+  int depth_ = 0;
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "tokenizer/jinja/builtins.h"
 #include "tokenizer/jinja/lexer.h"
+#include "tokenizer/jinja/limits.h"
 #include "tokenizer/jinja/parser.h"
 
 namespace remora::jinja {
@@ -31,7 +32,7 @@ class Interpreter {
   }
 
  private:
-  std::string where(const std::string& tag) const { return name_ + ": '" + tag + "'"; }
+  std::string where(const std::string& tag) const { return name_ + ": '" + excerpt(tag) + "'"; }
 
   Value lookup(const std::string& name) const {
     for (auto it = frames_.rbegin(); it != frames_.rend(); ++it) {
@@ -41,10 +42,21 @@ class Interpreter {
     return Value();
   }
 
+  // Counts one step of work against the render's budget.
+  void step(const std::string& tag) {
+    if (++steps_ > kMaxRenderSteps) {
+      fail(where(tag), ": rendering takes more than ", kMaxRenderSteps, " steps (a loop too long?)");
+    }
+  }
+
   void exec(const Node& node, std::string& out) {
+    step(node.text);
     switch (node.kind) {
-      case Node::Kind::Text: out += node.text; return;
-      case Node::Kind::Output: out += eval(*node.expr, node.text).to_output(); return;
+      case Node::Kind::Text:
+      case Node::Kind::Output:
+        out += node.kind == Node::Kind::Text ? node.text : eval(*node.expr, node.text).to_output();
+        if (out.size() > kMaxStringBytes) fail(name_, ": rendered output is longer than ", kMaxStringBytes, " bytes");
+        return;
       case Node::Kind::If:
         for (const auto& [condition, body] : node.branches) {
           if (eval(*condition, node.text).truthy()) {
@@ -115,6 +127,7 @@ class Interpreter {
     }
     const int64_t n = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < n; ++i) {
+      step(node.text);  // an empty body still costs its iterations
       frames_.emplace_back();
       Object loop{{"index0", Value(i)},
                   {"index", Value(i + 1)},
@@ -145,7 +158,19 @@ class Interpreter {
     return i;
   }
 
+  // Every value is checked as it is made, so no string or list outgrows the limits by more than one
+  // step (operators check before building what could be far larger).
   Value eval(const Expr& e, const std::string& tag) {
+    step(tag);
+    Value value = eval_unchecked(e, tag);
+    if (value.is_string() && value.as_string().size() > kMaxStringBytes) {
+      fail(where(tag), ": a string longer than ", kMaxStringBytes, " bytes");
+    }
+    if (value.is_array() && value.array().size() > kMaxListItems) fail(where(tag), ": a list longer than ", kMaxListItems, " items");
+    return value;
+  }
+
+  Value eval_unchecked(const Expr& e, const std::string& tag) {
     using K = Expr::Kind;
     switch (e.kind) {
       case K::Literal: return e.literal;
@@ -185,7 +210,7 @@ class Interpreter {
       case K::Not: return Value(!eval(*e.a, tag).truthy());
       case K::Neg: {
         const Value v = eval(*e.a, tag);
-        if (v.kind() == Value::Kind::Int) return Value(-v.as_int());
+        if (v.kind() == Value::Kind::Int && v.as_int() != INT64_MIN) return Value(-v.as_int());
         if (v.is_number()) return Value(-v.as_number());
         fail(where(tag), ": cannot negate a ", v.type_name());
       }
@@ -304,12 +329,16 @@ class Interpreter {
     if (op == "+") {
       if (a.is_string() && b.is_string()) return Value(a.as_string() + b.as_string());
       if (a.is_array() && b.is_array()) {
+        if (a.array().size() + b.array().size() > kMaxListItems) fail(where(tag), ": a list longer than ", kMaxListItems, " items");
         Array joined = a.array();
         joined.insert(joined.end(), b.array().begin(), b.array().end());
         return Value(joined);
       }
     }
     if (op == "*" && a.is_string() && b.kind() == Value::Kind::Int) {
+      if (b.as_int() > 0 && static_cast<double>(a.as_string().size()) * b.as_int() > kMaxStringBytes) {
+        fail(where(tag), ": a string longer than ", kMaxStringBytes, " bytes");
+      }
       std::string out;
       for (int64_t i = 0; i < b.as_int(); ++i) out += a.as_string();
       return Value(out);
@@ -319,15 +348,32 @@ class Interpreter {
     }
     const bool ints = a.kind() == Value::Kind::Int && b.kind() == Value::Kind::Int;
     const double x = a.as_number(), y = b.as_number();
-    if (op == "+") return ints ? Value(a.as_int() + b.as_int()) : Value(x + y);
-    if (op == "-") return ints ? Value(a.as_int() - b.as_int()) : Value(x - y);
-    if (op == "*") return ints ? Value(a.as_int() * b.as_int()) : Value(x * y);
-    if (op == "**") return ints && b.as_int() >= 0 ? Value(static_cast<int64_t>(std::pow(x, y))) : Value(std::pow(x, y));
+    // Python's ints do not overflow; remora's are 64-bit and say so rather than wrap.
+    int64_t exact = 0;
+    const auto checked = [&](bool overflowed) {
+      if (overflowed) fail(where(tag), ": integer overflow in ", a.repr(), " ", op, " ", b.repr());
+      return Value(exact);
+    };
+    if (op == "+") return ints ? checked(__builtin_add_overflow(a.as_int(), b.as_int(), &exact)) : Value(x + y);
+    if (op == "-") return ints ? checked(__builtin_sub_overflow(a.as_int(), b.as_int(), &exact)) : Value(x - y);
+    if (op == "*") return ints ? checked(__builtin_mul_overflow(a.as_int(), b.as_int(), &exact)) : Value(x * y);
+    if (op == "**") {
+      const double power = std::pow(x, y);
+      if (!ints || b.as_int() < 0) return Value(power);
+      if (!(std::fabs(power) < 9.2e18)) checked(true);
+      return Value(static_cast<int64_t>(power));
+    }
     if (y == 0) fail(where(tag), ": division by zero");
     if (op == "/") return Value(x / y);
-    if (op == "//") return ints ? Value(static_cast<int64_t>(std::floor(x / y))) : Value(std::floor(x / y));
+    if (op == "//") {
+      if (!ints) return Value(std::floor(x / y));
+      if (a.as_int() == INT64_MIN && b.as_int() == -1) checked(true);
+      const int64_t q = a.as_int() / b.as_int();
+      return Value(q - ((a.as_int() % b.as_int() != 0) && ((a.as_int() < 0) != (b.as_int() < 0))));  // floor
+    }
     if (op == "%") {
       if (ints) {
+        if (b.as_int() == -1) return Value(int64_t{0});  // INT64_MIN % -1 traps in C++
         int64_t r = a.as_int() % b.as_int();
         if (r != 0 && ((r < 0) != (b.as_int() < 0))) r += b.as_int();  // Python's sign rule
         return Value(r);
@@ -339,6 +385,7 @@ class Interpreter {
 
   const std::string& name_;
   std::vector<std::unordered_map<std::string, Value>> frames_;
+  int64_t steps_ = 0;
 };
 
 }  // namespace

@@ -6,7 +6,27 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/error.h"
+#include "tokenizer/jinja/limits.h"
+
 namespace remora::jinja {
+namespace {
+
+// Counts how deep repr/to_json/== are inside nested lists and dicts.
+thread_local int t_value_depth = 0;
+struct ValueDepth {
+  ValueDepth() {
+    if (++t_value_depth > kMaxValueDepth) {
+      --t_value_depth;
+      fail("template value nested deeper than ", kMaxValueDepth, " levels (a list that contains itself?)");
+    }
+  }
+  ~ValueDepth() { --t_value_depth; }
+  ValueDepth(const ValueDepth&) = delete;
+  ValueDepth& operator=(const ValueDepth&) = delete;
+};
+
+}  // namespace
 
 Value Value::none() {
   Value v;
@@ -122,6 +142,7 @@ std::string quote_python(const std::string& s) {
 }  // namespace
 
 std::string Value::repr() const {
+  const ValueDepth depth;
   switch (kind_) {
     case Kind::String: return quote_python(s_);
     case Kind::Array: {
@@ -154,6 +175,7 @@ std::string Value::to_output() const {
 }
 
 nlohmann::ordered_json Value::to_json() const {
+  const ValueDepth depth;
   switch (kind_) {
     case Kind::Undefined:
     case Kind::None: return nullptr;
@@ -196,6 +218,7 @@ bool operator==(const Value& a, const Value& b) {
     return a.as_number() == b.as_number();
   }
   if (a.kind_ != b.kind_) return false;
+  const ValueDepth depth;
   switch (a.kind_) {
     case Value::Kind::Undefined:
     case Value::Kind::None: return true;
