@@ -159,7 +159,14 @@ LineLog::LineLog(std::string path) : path_(std::move(path)) {
   if (const int error = write_env().open(path_, "ab", &file_)) fail(path_, ": cannot open for appending (", std::strerror(error), ")");
 }
 
-LineLog::~LineLog() { write_env().close(file_); }
+LineLog::~LineLog() {
+  if (file_) write_env().close(file_);
+}
+
+void LineLog::close() {
+  std::FILE* file = std::exchange(file_, nullptr);
+  if (const int error = write_env().close(file)) fail(path_, ": write failed on close (", std::strerror(error), ")");
+}
 
 void LineLog::append(const std::string& line) {
   const std::string text = line + "\n";

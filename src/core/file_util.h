@@ -76,6 +76,8 @@ class LineLog {
   LineLog(const LineLog&) = delete;
   LineLog& operator=(const LineLog&) = delete;
   void append(const std::string& line);
+  // Closes the file, throwing Error if that fails (the destructor closes quietly, after an error).
+  void close();
 
  private:
   std::string path_;

@@ -36,9 +36,10 @@ std::vector<fs::path> checkpoints(const std::string& output_dir) {
   if (!fs::is_directory(root)) return found;
   for (const auto& entry : fs::directory_iterator(root)) {
     const std::string name = entry.path().filename().string();
-    // Temporary folders of an interrupted write never count.
-    if (entry.is_directory() && name.rfind("step-", 0) == 0 && name.find(".tmp") == std::string::npos &&
-        fs::exists(entry.path() / "progress.json")) {
+    // Only "step-NNNNNNNN": the temporary and set-aside folders of an interrupted write never count.
+    const bool is_step = name.size() == 13 && name.rfind("step-", 0) == 0 &&
+                           name.find_first_not_of("0123456789", 5) == std::string::npos;
+    if (entry.is_directory() && is_step && fs::exists(entry.path() / "progress.json")) {
       found.push_back(entry.path());
     }
   }

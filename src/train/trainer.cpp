@@ -311,6 +311,7 @@ int run_training(const Recipe& recipe, bool resume) {
   // Final outputs.
   const double value = validation_loss(*model, adapted.get(), validation, recipe.batch_size, pad_id);
   metrics.append(nlohmann::json{{"step", progress.step}, {"validation_loss", value}}.dump());
+  metrics.close();
   if (adapted) {
     save_adapter(*adapted, (out / "adapter").string(), /*overwrite=*/true);
   } else {

@@ -206,8 +206,11 @@ TEST(ModelConfigTest, RopeScalingYarnIsRejectedByName) {
 
 TEST(ModelConfigTest, EosTokenIdAsNumberOrList) {
   EXPECT_EQ(parse("llama", {{"eos_token_id", 2}}).eos_token_ids, std::vector<int64_t>{2});
-  EXPECT_EQ(parse("llama", {{"eos_token_id", {128001, 128008, 128009}}}).eos_token_ids,
+  EXPECT_EQ(parse("llama", {{"vocab_size", 128256}, {"eos_token_id", {128001, 128008, 128009}}}).eos_token_ids,
             (std::vector<int64_t>{128001, 128008, 128009}));
+  // An id the embedding has no row for is refused when the file is read, not at the first lookup.
+  EXPECT_THAT(parse_error("llama", {{"vocab_size", 128000}, {"eos_token_id", {128001}}}),
+              HasSubstr("eos_token_id 128001 is outside the vocabulary (vocab_size 128000)"));
   EXPECT_TRUE(parse("llama", {{"eos_token_id", nullptr}}).eos_token_ids.empty());
   EXPECT_THAT(parse_error("llama", {{"eos_token_id", {1, -2}}}), HasSubstr("'eos_token_id'"));
   EXPECT_THAT(parse_error("llama", {{"eos_token_id", "2"}}), HasSubstr("'eos_token_id'"));

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang-14, ASan + UBSan) into build-fuzz/ and runs each one with a
+# seed corpus from the repository's own files, then prints executions, coverage and crashes per target.
+#   bash fuzz/run.sh [--seconds N | --runs N] [--jobs J] [TARGET ...]
+# Exits non-zero if any target crashed (the reproducer is under build-fuzz/findings/TARGET/).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${REMORA_FUZZ_BUILD_DIR:-$root/build-fuzz}"
+seconds=10 runs="" jobs=1 targets=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) seconds="$2"; shift 2 ;;
+    --runs) runs="$2"; shift 2 ;;
+    --jobs) jobs="$2"; shift 2 ;;
+    *) targets+=("$1"); shift ;;
+  esac
+done
+all=(safetensors shard_index config_json tokenizer_json chat_template jsonl_records recipe_yaml adapter_config)
+[ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
+
+cmake -S "$root/fuzz" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 >/dev/null
+cmake --build "$build" -j "$(nproc)" >/dev/null
+
+# Seed corpora: files of each kind that the repository and a toy model already have.
+seeds="$build/seeds"
+if [ ! -d "$seeds" ]; then
+  mkdir -p "$seeds"/{safetensors,shard_index,config_json,tokenizer_json,chat_template,jsonl_records,recipe_yaml,adapter_config}
+  remora="$root/build/src/remora"
+  toy="$build/toy"
+  rm -rf "$toy"
+  "$remora" train-tokenizer --corpus "$root/data/colors.jsonl" --vocab-size 300 --out "$toy/tok" >/dev/null
+  "$remora" init-model --preset toy --tokenizer "$toy/tok" --out "$toy/model" >/dev/null
+  for method in lora remix smora; do
+    "$remora" init-adapter --model "$toy/model" --method "$method" --r 4 --out "$toy/$method" >/dev/null
+    cp "$toy/$method/adapter_config.json" "$seeds/adapter_config/$method.json"
+  done
+  cp "$toy/lora/adapter_model.safetensors" "$seeds/safetensors/adapter.safetensors"
+  cp "$toy/model/config.json" "$seeds/config_json/"
+  for preset in tiny small; do
+    "$remora" init-model --preset "$preset" --out "$toy/$preset" >/dev/null
+    cp "$toy/$preset/config.json" "$seeds/config_json/$preset.json"
+  done
+  cp "$toy/model/tokenizer.json" "$seeds/tokenizer_json/toy.json"
+  printf '{"weight_map": {"x": "a.safetensors", "y": "b.safetensors"}}' >"$seeds/shard_index/index.json"
+  cp "$root"/tests/tokenizer_golden/chat_templates/* "$seeds/chat_template/" 2>/dev/null || true
+  split -l 1 "$root/data/colors.jsonl" "$seeds/jsonl_records/colors-"
+  ls "$seeds/jsonl_records" | tail -n +25 | sed "s|^|$seeds/jsonl_records/|" | xargs rm -f
+  printf '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ho"}]}\n' >"$seeds/jsonl_records/chat"
+  printf '{"prompt": "a", "completion": "b"}\n{"text": "plain"}\n' >"$seeds/jsonl_records/pc"
+  printf '{"query": "q?", "choices": ["a", "b"], "gold": 1}\n{"input": "x", "target": "y"}\n' >"$seeds/jsonl_records/eval"
+  cp "$root"/configs/*.yaml "$seeds/recipe_yaml/"
+fi
+
+dict_of() {
+  case "$1" in
+    recipe_yaml) echo yaml ;;
+    chat_template) echo jinja ;;
+    *) echo json ;;
+  esac
+}
+
+printf '%-16s %12s %8s %8s %8s\n' target executions cov features crashes
+status=0
+for target in "${targets[@]}"; do
+  corpus="$build/corpus/$target" findings="$build/findings/$target"
+  mkdir -p "$corpus" "$findings"
+  limit=(-max_total_time="$seconds")
+  [ -z "$runs" ] || limit=(-runs="$runs")
+  log="$build/logs/$target.log"
+  mkdir -p "$(dirname "$log")"
+  set +e
+  ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    "$build/fuzz_$target" "${limit[@]}" -rss_limit_mb=4096 -timeout=20 -max_len=65536 -jobs="$jobs" -workers="$jobs" \
+    -dict="$root/fuzz/dict/$(dict_of "$target").dict" -artifact_prefix="$findings/" -print_final_stats=1 \
+    "$corpus" "$seeds/$target" >"$log" 2>&1
+  rc=$?
+  set -e
+  executions=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{s+=$2} END {print s+0}')
+  coverage=$(grep -oE '#[0-9]+.*cov: [0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+' | awk '{print $2}')
+  features=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+  crashes=$(find "$findings" -type f | wc -l)
+  printf '%-16s %12s %8s %8s %8s\n' "$target" "$executions" "${coverage:-?}" "${features:-?}" "$crashes"
+  if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
+    status=1
+    echo "  $target: exit $rc; see $log" >&2
+    grep -m3 -E 'ERROR|runtime error|terminate called|deadly signal' "$log" >&2 || true
+  fi
+done
+exit $status
