@@ -25,7 +25,7 @@ cmake --build "$build" -j "$(nproc)" >/dev/null
 seeds="$build/seeds"
 if [ ! -d "$seeds" ]; then
   mkdir -p "$seeds"/{safetensors,shard_index,config_json,tokenizer_json,chat_template,jsonl_records,recipe_yaml,adapter_config}
-  remora="$root/build/src/remora"
+  remora="${REMORA_BUILD_DIR:-$root/build}/src/remora"
   toy="$build/toy"
   rm -rf "$toy"
   "$remora" train-tokenizer --corpus "$root/data/colors.jsonl" --vocab-size 300 --out "$toy/tok" >/dev/null
@@ -75,9 +75,9 @@ for target in "${targets[@]}"; do
     "$corpus" "$seeds/$target" >"$log" 2>&1
   rc=$?
   set -e
-  executions=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{s+=$2} END {print s+0}')
-  coverage=$(grep -oE '#[0-9]+.*cov: [0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+' | awk '{print $2}')
-  features=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+  executions=$( (grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" || true) | awk '{s+=$2} END {print s+0}')
+  coverage=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
+  features=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
   crashes=$(find "$findings" -type f | wc -l)
   printf '%-16s %12s %8s %8s %8s\n' "$target" "$executions" "${coverage:-?}" "${features:-?}" "$crashes"
   if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then

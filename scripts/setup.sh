@@ -10,6 +10,7 @@ packages=(
   python3 python3-torch
   libpcre2-dev libicu-dev xz-utils python3-jinja2
   chromium fonts-dejavu-core fonts-liberation python3-pil
+  clang-14 libclang-rt-14-dev libfuzzer-14-dev
 )
 
 missing=()

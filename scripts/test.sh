@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Sets remora up (scripts/setup.sh) and runs the whole test suite: unit tests and end-to-end checks.
+# Sets remora up (scripts/setup.sh) and runs the whole test suite: unit tests, end-to-end checks and a
+# fuzzing smoke.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 ctest --test-dir "${REMORA_BUILD_DIR:-$root/build}" --output-on-failure -j 2
+# A short smoke of every libFuzzer target (ASan + UBSan); long campaigns: bash fuzz/run.sh --runs 10000000
+"$root/fuzz/run.sh" --seconds 10

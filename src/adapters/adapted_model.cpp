@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "core/json_input.h"
 #include "adapters/routers/routers.h"
 #include "core/error.h"
 
@@ -104,7 +105,7 @@ void AdaptedModel::attach(uint64_t seed) {
     for (auto& p : router->parameters()) p.set_requires_grad(!frozen);
   }
   if (adapted_.empty()) {
-    fail("adapter config: target_modules ", config_.target_modules.dump(),
+    fail("adapter config: target_modules ", describe(config_.target_modules),
          " matches no projection of this ", mc.model_type, " model (e.g. model.layers.0.self_attn.q_proj)");
   }
 }

@@ -6,6 +6,7 @@
 #include <regex>
 #include <set>
 
+#include "core/json_input.h"
 #include "core/error.h"
 
 namespace remora {
@@ -66,7 +67,7 @@ void check_targets(const nlohmann::json& targets, const std::string& field, cons
     fail(source, ": ", field, " must be a non-empty list of module names, a regex string or \"all-linear\"");
   }
   for (const auto& t : targets) {
-    if (!t.is_string()) fail(source, ": ", field, " entries must be strings, got ", t.dump());
+    if (!t.is_string()) fail(source, ": ", field, " entries must be strings, got ", describe(t));
   }
 }
 
@@ -89,7 +90,7 @@ T get_field(const nlohmann::json& json, const char* key, const T& fallback, cons
   } else {
     ok = value.is_array() && std::all_of(value.begin(), value.end(), is_integer), expected = "a list of integers";
   }
-  if (!ok) fail(source, ": field '", key, "' must be ", expected, ", got ", value.dump());
+  if (!ok) fail(source, ": field '", key, "' must be ", expected, ", got ", describe(value));
   return value.get<T>();
 }
 
@@ -198,7 +199,7 @@ AdapterConfig AdapterConfig::from_json(const nlohmann::json& json, const std::st
     c.method = get_field<bool>(json, "use_rslora", false, source) ? AdapterMethod::kRslora : AdapterMethod::kLora;
     const auto unsupported = [&](const char* key, const nlohmann::json& allowed_default) {
       if (json.contains(key) && !json[key].is_null() && json[key] != allowed_default) {
-        fail(source, ": ", key, " = ", json[key].dump(), " is not supported (only ", allowed_default.dump(), ")");
+        fail(source, ": ", key, " = ", describe(json[key]), " is not supported (only ", describe(allowed_default), ")");
       }
     };
     unsupported("use_dora", false);

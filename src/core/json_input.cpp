@@ -41,6 +41,11 @@ nlohmann::json parse_json(const std::string& text, const std::string& source) {
   }
 }
 
+std::string describe(const nlohmann::json& value) {
+  const std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return text.size() <= 80 ? text : text.substr(0, 80) + "...";
+}
+
 nlohmann::json read_json_file(const std::string& path, uint64_t max_bytes) {
   return parse_json(read_text_file(path, max_bytes), path);
 }

@@ -21,6 +21,10 @@ constexpr uint64_t kMaxConfigBytes = uint64_t{64} << 20;
 // prefix to the caller (JSONL readers add "file:line").
 nlohmann::json parse_json(const std::string& text, const std::string& source);
 
+// A JSON value quoted in an error message: always valid UTF-8 (invalid bytes replaced; a YAML value
+// may hold any) and at most 80 bytes, so a hostile value cannot make the error unreadable or throw.
+std::string describe(const nlohmann::json& value);
+
 // parse_json of a whole regular file of at most `max_bytes`, errors naming the path.
 nlohmann::json read_json_file(const std::string& path, uint64_t max_bytes = kMaxTextFileBytes);
 

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "core/json_input.h"
 #include "core/error.h"
 #include "core/yaml_json.h"
 
@@ -13,12 +14,12 @@ namespace remora {
 namespace {
 
 std::string string_value(const nlohmann::json& value, const std::string& where) {
-  if (!value.is_string()) fail(where, ": expected a string, got ", value.dump());
+  if (!value.is_string()) fail(where, ": expected a string, got ", describe(value));
   return value.get<std::string>();
 }
 
 int64_t integer_value(const nlohmann::json& value, const std::string& where) {
-  if (!value.is_number_integer()) fail(where, ": expected an integer, got ", value.dump());
+  if (!value.is_number_integer()) fail(where, ": expected an integer, got ", describe(value));
   return value.get<int64_t>();
 }
 
@@ -42,7 +43,7 @@ const std::map<std::string, Key>& keys() {
       {"batch_size", {[](O& o, const J& v, const S& w) { o.batch_size = integer_value(v, w); }, {}}},
       {"chat",
        {[](O& o, const J& v, const S& w) {
-          if (!v.is_boolean()) fail(w, ": expected true or false, got ", v.dump());
+          if (!v.is_boolean()) fail(w, ": expected true or false, got ", describe(v));
           o.prompt.chat = v.get<bool>();
         },
         {TaskType::kGenerate, TaskType::kChoice}}},

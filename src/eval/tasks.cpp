@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "core/json_input.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/jsonl.h"
@@ -57,7 +58,7 @@ EvalDoc choice_doc(const nlohmann::json& line) {
   if (line.contains("answerKey")) {
     doc.gold = static_cast<int64_t>(choice_label_index(labels, string_field(line, "answerKey")));
   } else if (line.contains("gold")) {
-    if (!line["gold"].is_number_integer()) fail("'gold' must be an integer choice index, got ", line["gold"].dump());
+    if (!line["gold"].is_number_integer()) fail("'gold' must be an integer choice index, got ", describe(line["gold"]));
     doc.gold = line["gold"].get<int64_t>();
     if (doc.gold < 0 || doc.gold >= static_cast<int64_t>(doc.choices.size())) {
       fail("gold ", doc.gold, " is not a choice index (0..", doc.choices.size() - 1, ")");

@@ -20,7 +20,7 @@ class Fields {
     if (!has(key)) fail(source_, ": missing required field '", key, "'");
     const auto& v = json_[key];
     if (!v.is_number_integer() || v.get<int64_t>() <= 0) {
-      fail(source_, ": field '", key, "' must be a positive integer, got ", v.dump());
+      fail(source_, ": field '", key, "' must be a positive integer, got ", describe(v));
     }
     return v.get<int64_t>();
   }
@@ -28,7 +28,7 @@ class Fields {
     if (!has(key)) return fallback;
     const auto& v = json_[key];
     if (!v.is_number_integer() || v.get<int64_t>() < 0) {
-      fail(source_, ": field '", key, "' must be a non-negative integer, got ", v.dump());
+      fail(source_, ": field '", key, "' must be a non-negative integer, got ", describe(v));
     }
     return v.get<int64_t>();
   }
@@ -38,26 +38,26 @@ class Fields {
   double number(const char* key, double fallback) const {
     if (!has(key)) return fallback;
     const auto& v = json_[key];
-    if (!v.is_number()) fail(source_, ": field '", key, "' must be a number, got ", v.dump());
+    if (!v.is_number()) fail(source_, ": field '", key, "' must be a number, got ", describe(v));
     return v.get<double>();
   }
   bool boolean(const char* key, bool fallback) const {
     if (!has(key)) return fallback;
     const auto& v = json_[key];
-    if (!v.is_boolean()) fail(source_, ": field '", key, "' must be true or false, got ", v.dump());
+    if (!v.is_boolean()) fail(source_, ": field '", key, "' must be true or false, got ", describe(v));
     return v.get<bool>();
   }
   std::string text(const char* key, const std::string& fallback) const {
     if (!has(key)) return fallback;
     const auto& v = json_[key];
-    if (!v.is_string()) fail(source_, ": field '", key, "' must be a string, got ", v.dump());
+    if (!v.is_string()) fail(source_, ": field '", key, "' must be a string, got ", describe(v));
     return v.get<std::string>();
   }
   std::optional<int64_t> token_id(const char* key) const {
     if (!has(key)) return std::nullopt;
     const auto& v = json_[key];
     if (!v.is_number_integer() || v.get<int64_t>() < 0) {
-      fail(source_, ": field '", key, "' must be a token id, got ", v.dump());
+      fail(source_, ": field '", key, "' must be a token id, got ", describe(v));
     }
     return v.get<int64_t>();
   }
@@ -68,7 +68,7 @@ class Fields {
       std::vector<int64_t> ids;
       for (const auto& item : v) {
         if (!item.is_number_integer() || item.get<int64_t>() < 0) {
-          fail(source_, ": field '", key, "' must hold token ids, got ", v.dump());
+          fail(source_, ": field '", key, "' must hold token ids, got ", describe(v));
         }
         ids.push_back(item.get<int64_t>());
       }
@@ -207,7 +207,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& json, const std::string
       }
       for (int64_t i = 0; i < c.num_layers; ++i) {
         if (types[i] == "sliding_attention") c.sliding_window[i] = window;
-        else if (types[i] != "full_attention") fail(source, ": layer_types[", i, "] is ", types[i].dump(), ", expected \"full_attention\" or \"sliding_attention\"");
+        else if (types[i] != "full_attention") fail(source, ": layer_types[", i, "] is ", describe(types[i]), ", expected \"full_attention\" or \"sliding_attention\"");
       }
     } else {
       const int64_t first = f.non_negative_int("max_window_layers", 28);

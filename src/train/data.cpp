@@ -36,6 +36,7 @@ std::vector<TextSegment> alpaca(const nlohmann::json& line) {
 // conversation adds over the conversation up to it with a generation prompt.
 std::vector<TextSegment> chat(const nlohmann::json& line, const PretrainedTokenizer& tokenizer) {
   const auto it = line.find("messages");
+  if (it == line.end()) fail("missing field 'messages'");  // data.format: chat forced on other data
   if (!it->is_array() || it->empty()) fail("'messages' must be a non-empty list");
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   std::vector<TextSegment> segments;

@@ -7,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "core/json_input.h"
 #include "core/error.h"
 #include "core/resources.h"
 #include "core/yaml_json.h"
@@ -41,7 +42,7 @@ T typed(const nlohmann::json& value, const std::string& where, const char* expec
     }
     return value.get<T>();
   } catch (const std::exception&) {
-    fail(where, ": expected ", expected, ", got ", value.dump());
+    fail(where, ": expected ", expected, ", got ", describe(value));
   }
 }
 
@@ -222,7 +223,8 @@ Recipe Recipe::load(const std::string& path, const std::vector<std::string>& ove
       continue;
     }
     const auto& table = fields();
-    const auto field = std::find_if(table.begin(), table.end(), [&](const Field& f) { return key == f.key; });
+    const std::string& name = key;  // (C++17 lambdas cannot capture a structured binding)
+    const auto field = std::find_if(table.begin(), table.end(), [&](const Field& f) { return name == f.key; });
     if (field == table.end()) fail(origin[key], ": unknown key '", key, "' (remora train --help-recipe lists them)");
     field->set(recipe, value, where);
   }

@@ -176,7 +176,8 @@ int run_training(const Recipe& recipe, bool resume) {
     fs::remove_all(out);
     fs::create_directories(out);
     fresh_output.dir = out;
-    write_text_file_atomically((out / "recipe.json").string(), recipe.to_json().dump(2) + "\n");
+    write_text_file_atomically((out / "recipe.json").string(),
+                               recipe.to_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }
 
   // Steps.

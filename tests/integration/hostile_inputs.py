@@ -491,6 +491,11 @@ def _(c):
     return ["inspect", c.path("model")]
 
 
+@case("train_data_format_chat_forced_on_alpaca_lines", r"data\.jsonl:1: missing field 'messages'")
+def _(c):
+    return c.train("data.format=chat")  # found by fuzz_jsonl_records: read past the end of the record
+
+
 # ---- Unclear errors before ----------------------------------------------------------------------------
 
 @case("threads_0", r"^--threads: expected at least 1, got 0$")
