@@ -69,11 +69,14 @@ for target in "${targets[@]}"; do
   log="$build/logs/$target.log"
   mkdir -p "$(dirname "$log")"
   set +e
-  ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$build/fuzz_$target" "${limit[@]}" -rss_limit_mb=4096 -timeout=20 -max_len=65536 -jobs="$jobs" -workers="$jobs" \
+  parallel=()
+  [ "$jobs" -le 1 ] || parallel=(-jobs="$jobs" -workers="$jobs")  # libFuzzer then logs to fuzz-N.log in $build
+  (cd "$build" && ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    "$build/fuzz_$target" "${limit[@]}" "${parallel[@]}" -rss_limit_mb=4096 -timeout=20 -max_len=65536 \
     -dict="$root/fuzz/dict/$(dict_of "$target").dict" -artifact_prefix="$findings/" -print_final_stats=1 \
-    "$corpus" "$seeds/$target" >"$log" 2>&1
+    "$corpus" "$seeds/$target" >"$log" 2>&1)
   rc=$?
+  [ "$jobs" -le 1 ] || cat "$build"/fuzz-*.log >>"$log" 2>/dev/null
   set -e
   executions=$( (grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" || true) | awk '{s+=$2} END {print s+0}')
   coverage=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
