@@ -70,6 +70,7 @@ for target in "${targets[@]}"; do
   mkdir -p "$(dirname "$log")"
   set +e
   parallel=()
+  rm -f "$build"/fuzz-*.log
   [ "$jobs" -le 1 ] || parallel=(-jobs="$jobs" -workers="$jobs")  # libFuzzer then logs to fuzz-N.log in $build
   (cd "$build" && ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
     "$build/fuzz_$target" "${limit[@]}" "${parallel[@]}" -rss_limit_mb=4096 -timeout=20 -max_len=65536 \
