@@ -28,14 +28,15 @@ CheckpointTensors::CheckpointTensors(const std::string& model_dir) {
       if (!shard.is_string()) fail(index_path.string(), ": weight_map['", tensor, "'] is not a string");
       const std::string name = shard.get<std::string>();
       if (name.find('/') != std::string::npos || name == "..") {
-        fail(index_path.string(), ": shard name '", name, "' must be a file name in the folder");
+        fail(index_path.string(), ": shard name ", describe(name), " must be a file name in the folder");
       }
       expected_shard[tensor] = name;
       shard_names.insert(name);
     }
     for (const auto& name : shard_names) {
       const fs::path shard = dir / name;
-      if (!fs::exists(shard)) fail(index_path.string(), ": lists shard ", name, ", which does not exist");
+      std::error_code error;  // (a name too long for the file system is an error code, not an exception)
+      if (!fs::exists(shard, error)) fail(index_path.string(), ": lists shard ", describe(name), ", which does not exist");
       files_.push_back(std::make_unique<SafetensorsFile>(shard.string()));
     }
   } else if (fs::exists(single)) {

@@ -496,6 +496,13 @@ def _(c):
     return c.train("data.format=chat")  # found by fuzz_jsonl_records: read past the end of the record
 
 
+@case("shard_index_names_a_shard_longer_than_a_file_name", r"index\.json: lists shard .* which does not exist")
+def _(c):
+    os.rename(c.path("model", "model.safetensors"), c.path("model", "a.safetensors"))
+    c.write("model/model.safetensors.index.json", json.dumps({"weight_map": {"x": "b" * 5000}}))
+    return ["inspect", c.path("model")]  # found by fuzz_shard_index: an uncaught filesystem_error
+
+
 # ---- Unclear errors before ----------------------------------------------------------------------------
 
 @case("threads_0", r"^--threads: expected at least 1, got 0$")
