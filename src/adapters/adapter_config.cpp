@@ -3,11 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <regex>
 #include <set>
 
 #include "core/json_input.h"
 #include "core/error.h"
+#include "tokenizer/regex.h"
 
 namespace remora {
 namespace {
@@ -48,7 +48,9 @@ bool matches_name_list(const std::string& path, const nlohmann::json& names) {
 // regex that must match the whole path. "all-linear" is handled by the caller.
 bool matches_targets(const std::string& path, const nlohmann::json& targets) {
   if (targets.is_null()) return false;
-  if (targets.is_string()) return std::regex_match(path, std::regex(targets.get<std::string>()));
+  // PCRE2 (as the tokenizer's patterns): std::regex recurses per character and overflows on huge
+  // repeat counts, both reachable from a hostile adapter_config.json.
+  if (targets.is_string()) return Regex(targets.get<std::string>(), "target_modules").full_match(path);
   return matches_name_list(path, targets);
 }
 
@@ -56,11 +58,7 @@ void check_targets(const nlohmann::json& targets, const std::string& field, cons
                    bool nullable) {
   if (nullable && targets.is_null()) return;
   if (targets.is_string()) {
-    try {
-      std::regex pattern(targets.get<std::string>());
-    } catch (const std::regex_error& e) {
-      fail(source, ": ", field, " is not a valid regex (", e.what(), ")");
-    }
+    Regex(targets.get<std::string>(), source + ": " + field);  // throws naming the field if it does not compile
     return;
   }
   if (!targets.is_array() || targets.empty()) {

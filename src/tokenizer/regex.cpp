@@ -80,11 +80,20 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
   return matches;
 }
 
+bool Regex::full_match(std::string_view text) const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  const int rc = pcre2_match(impl_->code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0,
+                             PCRE2_ANCHORED | PCRE2_ENDANCHORED, impl_->data, nullptr);
+  if (rc == PCRE2_ERROR_NOMATCH) return false;
+  if (rc < 0) fail_match(rc, impl_->where);
+  return true;
+}
+
 size_t Regex::group_count() const { return impl_->group_count; }
 
 std::vector<Regex::Match> Regex::find_all_groups(std::string_view text) const {
   std::vector<Match> matches;
-  std::lock_guard<std::mutex> lock(impl_->mutex);
+  std::lock_guard<std::mutex> lock(impl_->mutex);  // (find_all_groups)
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t start = 0;
   // After an empty match, first try a non-empty match anchored at the same place (pcre2demo's loop);

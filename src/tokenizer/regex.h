@@ -33,6 +33,8 @@ class Regex {
   // match may start where an empty one did. `text` must be valid UTF-8 (it is not checked).
   std::vector<Match> find_all_groups(std::string_view text) const;
 
+  // Whether the pattern matches all of `text` (Python's re.fullmatch).
+  bool full_match(std::string_view text) const;
   // Number of capture groups in the pattern.
   size_t group_count() const;
 

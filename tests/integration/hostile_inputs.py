@@ -503,6 +503,16 @@ def _(c):
     return ["inspect", c.path("model")]  # found by fuzz_shard_index: an uncaught filesystem_error
 
 
+@case("chat_template_break_outside_a_loop", r"'break' outside a for loop")
+def _(c):
+    return c.chat_template("{% if true %}{% break %}{% endif %}")  # found by fuzz_chat_template: std::terminate
+
+
+@case("recipe_target_modules_regex_with_a_huge_repeat_count", r"recipe\.yaml: adapter: target_modules.*regex")
+def _(c):
+    return c.train("adapter.target_modules=q{999999999999999999}")  # found by fuzz_recipe_yaml: UB in std::regex
+
+
 # ---- Unclear errors before ----------------------------------------------------------------------------
 
 @case("threads_0", r"^--threads: expected at least 1, got 0$")

@@ -394,6 +394,7 @@ class StatementParser {
       } else if (keyword == "set") {
         out.push_back(parse_set(p, chunk));
       } else if (keyword == "break" || keyword == "continue") {
+        if (loops_ == 0) fail(name_, ": '", keyword, "' outside a for loop");
         p.expect_end();
         auto node = std::make_shared<Node>();
         node->kind = keyword == "break" ? Node::Kind::Break : Node::Kind::Continue;
@@ -454,7 +455,9 @@ class StatementParser {
     if (p.accept_name("if")) node->filter = p.or_expr();
     if (p.accept_name("recursive")) p.error("recursive loops are not supported");
     p.expect_end();
+    ++loops_;
     const std::string stop = body(node->body, {"else", "endfor"});
+    --loops_;
     if (stop.empty()) fail(name_, ": missing {% endfor %} for '", excerpt(chunk.text), "'");
     closing("endfor").expect_end();
     if (stop == "else") {
@@ -482,6 +485,7 @@ class StatementParser {
   const std::string& name_;
   size_t pos_ = 0;
   int depth_ = 0;
+  int loops_ = 0;  // for-loop bodies around the statement being parsed (break/continue need one)
 };
 
 }  // namespace
