@@ -513,6 +513,15 @@ def _(c):
     return c.train("adapter.target_modules=q{999999999999999999}")  # found by fuzz_recipe_yaml: UB in std::regex
 
 
+@case("chat_template_tojson_of_invalid_utf8", r"prompt 0 has \d+ tokens; the model's context is 4")
+def _(c):
+    # found by fuzz_chat_template: tojson threw nlohmann's type_error; now it renders (U+FFFD) and the
+    # command goes on to its next check, a context made too small on purpose
+    c.edit_json("model/config.json", lambda j: j.__setitem__("max_position_embeddings", 4))
+    c.write("model/chat_template.jinja", b"{{ '\xff\xfe'|tojson }}{{ messages|tojson }}")
+    return ["generate", "--model", c.path("model"), "--chat", "hi", "--max-new-tokens", "1"]
+
+
 # ---- Unclear errors before ----------------------------------------------------------------------------
 
 @case("threads_0", r"^--threads: expected at least 1, got 0$")

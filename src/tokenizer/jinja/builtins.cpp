@@ -171,7 +171,7 @@ void dump(const nlohmann::ordered_json& json, int indent, int depth, std::string
     out += "{";
     bool first = true;
     for (const auto& [key, item] : json.items()) {
-      out += (first ? "" : comma) + newline + nlohmann::ordered_json(key).dump(-1, ' ', false) + ": ";
+      out += (first ? "" : comma) + newline + nlohmann::ordered_json(key).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + ": ";
       dump(item, indent, depth + 1, out);
       first = false;
     }
@@ -179,7 +179,7 @@ void dump(const nlohmann::ordered_json& json, int indent, int depth, std::string
   } else if (json.is_number_float()) {
     out += format_float(json.get<double>());
   } else {
-    out += json.dump(-1, ' ', /*ensure_ascii=*/false);
+    out += json.dump(-1, ' ', /*ensure_ascii=*/false, nlohmann::ordered_json::error_handler_t::replace);
   }
 }
 
