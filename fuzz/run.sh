@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang-14, ASan + UBSan) into build-fuzz/ and runs each one with a
 # seed corpus from the repository's own files, then prints executions, coverage and crashes per target.
-#   bash fuzz/run.sh [--seconds N | --runs N] [--jobs J] [TARGET ...]
+#   bash fuzz/run.sh [--seconds N | --runs N] [--seed S] [--jobs J] [TARGET ...]
+# (--runs with --seed is deterministic: the CI smoke runs exactly what was run before it was committed.)
 # Exits non-zero if any target crashed (the reproducer is under build-fuzz/findings/TARGET/).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${REMORA_FUZZ_BUILD_DIR:-$root/build-fuzz}"
-seconds=10 runs="" jobs=1 targets=()
+seconds=10 runs="" seed=0 jobs=1 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
+    --seed) seed="$2"; shift 2 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -73,7 +75,7 @@ for target in "${targets[@]}"; do
   rm -f "$build"/fuzz-*.log
   [ "$jobs" -le 1 ] || parallel=(-jobs="$jobs" -workers="$jobs")  # libFuzzer then logs to fuzz-N.log in $build
   (cd "$build" && ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$build/fuzz_$target" "${limit[@]}" "${parallel[@]}" -rss_limit_mb=4096 -timeout=20 -max_len=65536 \
+    "$build/fuzz_$target" "${limit[@]}" "${parallel[@]}" -seed="$seed" -rss_limit_mb=4096 -timeout=20 -max_len=65536 \
     -dict="$root/fuzz/dict/$(dict_of "$target").dict" -artifact_prefix="$findings/" -print_final_stats=1 \
     "$corpus" "$seeds/$target" >"$log" 2>&1)
   rc=$?

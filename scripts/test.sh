@@ -5,5 +5,5 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 ctest --test-dir "${REMORA_BUILD_DIR:-$root/build}" --output-on-failure -j 2
-# A short smoke of every libFuzzer target (ASan + UBSan); long campaigns: bash fuzz/run.sh --runs 10000000
-"$root/fuzz/run.sh" --seconds 10
+# A short, deterministic smoke of every libFuzzer target (ASan + UBSan); campaigns: fuzz/run.sh --seconds N
+"$root/fuzz/run.sh" --runs 20000 --seed 1

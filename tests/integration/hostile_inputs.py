@@ -522,6 +522,19 @@ def _(c):
     return ["generate", "--model", c.path("model"), "--chat", "hi", "--max-new-tokens", "1"]
 
 
+@case("recipe_value_of_invalid_utf8", r"train\.batch_size: expected an integer")
+def _(c):
+    # found by fuzz_recipe_yaml: quoting the value in the error message threw nlohmann's type_error
+    c.write("recipe.yaml", open(c.path("recipe.yaml"), "rb").read().replace(b"batch_size: 8", b"batch_size: \xff\xfe"))
+    return c.train()
+
+
+@case("chat_template_slicing_a_huge_string_in_a_loop", r"more than 5000000 steps", timeout=30)
+def _(c):
+    # found by fuzz_chat_template: within the step count, but minutes of work
+    return c.chat_template("{% set s = 'a' * 16000000 %}{% for i in range(100000) %}{{ s[1:2] }}{% endfor %}")
+
+
 # ---- Unclear errors before ----------------------------------------------------------------------------
 
 @case("threads_0", r"^--threads: expected at least 1, got 0$")

@@ -62,10 +62,11 @@ def main():
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()
-        has_checkpoint = os.path.isdir(os.path.join(out, "checkpoints")) and any(
-            name.startswith("step-") for name in os.listdir(os.path.join(out, "checkpoints")))
-        finish = argv(out, "--resume") if has_checkpoint else argv(out, "output.overwrite=true")
-        result = subprocess.run(finish, capture_output=True, text=True)
+        # As a user would: --resume, and a fresh start only when remora says there is no checkpoint.
+        result = subprocess.run(argv(out, "--resume"), capture_output=True, text=True)
+        has_checkpoint = "no checkpoint to resume from" not in result.stderr
+        if not has_checkpoint:
+            result = subprocess.run(argv(out, "output.overwrite=true"), capture_output=True, text=True)
         resumed += has_checkpoint
         ok = result.returncode == 0 and adapter(out) == expected
         matched += ok

@@ -42,9 +42,11 @@ class Interpreter {
     return Value();
   }
 
-  // Counts one step of work against the render's budget.
-  void step(const std::string& tag) {
-    if (++steps_ > kMaxRenderSteps) {
+  // Counts `cost` steps of work against the render's budget (big values cost in proportion to their
+  // size, so a loop over huge strings is bounded in time as well as in count).
+  void step(const std::string& tag, int64_t cost = 1) {
+    steps_ += cost;
+    if (steps_ > kMaxRenderSteps) {
       fail(where(tag), ": rendering takes more than ", kMaxRenderSteps, " steps (a loop too long?)");
     }
   }
@@ -167,6 +169,8 @@ class Interpreter {
       fail(where(tag), ": a string longer than ", kMaxStringBytes, " bytes");
     }
     if (value.is_array() && value.array().size() > kMaxListItems) fail(where(tag), ": a list longer than ", kMaxListItems, " items");
+    if (value.is_string()) step(tag, static_cast<int64_t>(value.as_string().size() / 64));
+    if (value.is_array()) step(tag, static_cast<int64_t>(value.array().size()));
     return value;
   }
 
@@ -231,6 +235,7 @@ class Interpreter {
   }
 
   Value index(const Value& object, const Value& key, const std::string& tag) {
+    if (object.is_string()) step(tag, static_cast<int64_t>(object.as_string().size()));  // split into characters below
     if (object.is_array() || object.is_string()) {
       if (key.kind() != Value::Kind::Int) fail(where(tag), ": index a ", object.type_name(), " with a ", key.type_name());
       const Array items = object.is_array() ? object.array() : apply_filter("list", object, {}, {}, where(tag)).array();
@@ -252,6 +257,7 @@ class Interpreter {
     }
     const bool is_string = object.is_string();
     if (!object.is_array() && !is_string) fail(where(tag), ": cannot slice a ", object.type_name());
+    step(tag, static_cast<int64_t>(is_string ? object.as_string().size() : object.array().size()));
     const Array items = is_string ? apply_filter("list", object, {}, {}, where(tag)).array() : object.array();
     const int64_t n = static_cast<int64_t>(items.size());
     const int64_t step = e.has[2] && !parts[2].is_none() ? static_cast<int64_t>(parts[2].as_number()) : 1;
