@@ -57,10 +57,6 @@ class Case:
         change(value)
         return self.write(relative, json.dumps(value))
 
-    def raw_json(self, relative, text):
-        """Replaces a JSON file by text that json.dumps could not make (deep nesting, huge numbers)."""
-        return self.write(relative, text)
-
     def train(self, *overrides, recipe="recipe.yaml"):
         return ["train", self.path(recipe), f"model.path={self.path('model')}", f"data.train={self.path('data.jsonl')}",
                 f"output.dir={self.path('run')}", "train.steps=2", "log.every=1", *overrides]
@@ -665,8 +661,7 @@ def run_measured(argv, timeout):
             return None, "", 0
         time.sleep(0.02)
     reader.join()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, b"".join(chunks).decode(errors="replace"), usage.ru_maxrss / 1024.0
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode(errors="replace"), usage.ru_maxrss / 1024.0
 
 
 def make_fixtures(remora, folder):
