@@ -43,9 +43,12 @@ RoutedLoraLinear::RoutedLoraLinear(std::shared_ptr<Linear> base_layer, const Mod
 
 at::Tensor RoutedLoraLinear::forward(const at::Tensor& x) {
   at::Tensor y = base->forward(x);
+  return y + update(x, y.scalar_type());
+}
+
+at::Tensor RoutedLoraLinear::update(const at::Tensor& x, at::ScalarType dtype) {
   // The adapter's GEMMs run in the activations' dtype (bf16 with a bf16 base) on casts of the fp32
   // master factors: casting the small factors costs far less than casting every activation.
-  const auto dtype = y.scalar_type();
   const auto shape = x.sizes();
   at::Tensor flat = x.reshape({-1, shape.back()}).to(dtype);  // [N, d_in]
   at::Tensor adapter_input = (is_training() && dropout_ > 0) ? at::dropout(flat, dropout_, true) : flat;
@@ -75,7 +78,7 @@ at::Tensor RoutedLoraLinear::forward(const at::Tensor& x) {
   at::Tensor update = at::linear(hidden, lora_B.to(dtype)).mul_(scale_);  // [N, d_out]
   std::vector<int64_t> out_shape(shape.begin(), shape.end());
   out_shape.back() = update.size(-1);
-  return y + update.view(out_shape);
+  return update.view(out_shape);
 }
 
 at::Tensor RoutedLoraLinear::delta_weight() const {

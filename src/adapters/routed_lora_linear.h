@@ -30,6 +30,9 @@ class RoutedLoraLinear : public Projection {
                    std::optional<at::Generator> generator = std::nullopt);
 
   at::Tensor forward(const at::Tensor& x) override;
+  // The adapter's term alone, scale * B (gate ⊙ A x), in `dtype` and shaped like the output: what
+  // forward adds to the base layer's output (serving adds it to a subset of a batch's rows).
+  at::Tensor update(const at::Tensor& x, at::ScalarType dtype);
   int64_t in_features() const override { return base->in_features(); }
   int64_t out_features() const override { return base->out_features(); }
   void pretty_print(std::ostream& stream) const override;

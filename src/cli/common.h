@@ -67,5 +67,6 @@ void add_tokenize_command(CLI::App& app);
 void add_train_tokenizer_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_routing_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace remora

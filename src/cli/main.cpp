@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   remora::add_train_tokenizer_command(app);
   remora::add_eval_command(app);
   remora::add_routing_command(app);
+  remora::add_serve_command(app);
 
   // CLI11 would print the main help for "remora frobnicate --help" and exit 0.
   const std::string verb = verb_of(argc, argv);
