@@ -89,7 +89,7 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--dtype", options->dtype, "bfloat16 or float32")->capture_default_str();
   command->add_option("--device", options->device, "cpu, cuda or cuda:N")->capture_default_str();
   command->add_option("--host", options->server.host, "address to listen on")->capture_default_str();
-  command->add_option("--port", options->server.port, "port to listen on")->check(CLI::Range(1, 65535))->capture_default_str();
+  command->add_option("--port", options->server.port, "port to listen on (0: any free port, printed at start)")->check(CLI::Range(0, 65535))->capture_default_str();
   command->add_option("--api-key", options->server.api_key, "require Authorization: Bearer KEY on /v1/ routes")
       ->envname("REMORA_API_KEY");
   command->add_option("--max-num-seqs", options->engine.max_num_seqs, "sequences decoded together in one batch")

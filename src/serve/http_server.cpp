@@ -2,6 +2,7 @@
 #include "serve/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <sstream>
 #include <thread>
@@ -65,16 +66,23 @@ ApiServer::ApiServer(Engine& engine, const ModelCatalog& catalog, const Pretrain
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(options_.max_body_bytes);
   server_->set_tcp_nodelay(true);
+  // httplib's default adds SO_REUSEPORT, which lets a second server share a port already in use
+  // (and take some of its connections); SO_REUSEADDR alone still allows a quick restart.
+  server_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   add_routes();
 }
 
 ApiServer::~ApiServer() = default;
 
 void ApiServer::bind() {
-  if (!server_->bind_to_port(options_.host, options_.port)) {
+  const bool bound = options_.port == 0 ? (port_ = server_->bind_to_any_port(options_.host)) > 0
+                                        : server_->bind_to_port(options_.host, port_ = options_.port);
+  if (!bound) {
     fail("serve: cannot listen on ", options_.host, ":", options_.port, " (address in use, or not an address of this machine)");
   }
-  port_ = options_.port;
 }
 
 void ApiServer::run() { server_->listen_after_bind(); }

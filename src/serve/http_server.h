@@ -30,7 +30,7 @@ class ApiServer {
 
   // Binds the listening socket; throws Error naming the address when it cannot (port in use, bad host).
   void bind();
-  int port() const { return port_; }
+  int port() const { return port_; }  // the bound port (--port 0 picks a free one)
   // Serves until stop(); returns when every connection is closed.
   void run();
   // Graceful end: new requests get 503, requests in flight get up to `timeout` to finish (then they
