@@ -26,7 +26,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Node.js and npm run the `remora serve` tests with the official OpenAI client. Machines that already
+# have them (e.g. from NodeSource) keep theirs: Debian's npm package would conflict with it.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends nodejs npm
+fi
+
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The pinned client from the lock file (package-lock.json), once.
+if [ ! -f "$root/tests/serve/node_modules/openai/package.json" ]; then
+  npm ci --prefix "$root/tests/serve" --no-audit --no-fund --loglevel=error
+fi
 build="${REMORA_BUILD_DIR:-$root/build}"
 build_type="${REMORA_BUILD_TYPE:-Release}"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" -DREMORA_BUILD_TESTS=ON ${REMORA_CMAKE_ARGS:-}
