@@ -22,6 +22,10 @@ class BlockRouting {
   void on_block_input(const at::Tensor& x, const ForwardContext& context);
   // The gate of the latest block input; throws if none was computed.
   const at::Tensor& gate() const;
+  // With sequence routing: the decision [B, n] the prompt made, kept for cached decoding. Serving
+  // saves each row's after its prefill and sets the batch's rows before each decode step.
+  const at::Tensor& sequence_gate() const { return sequence_gate_; }
+  void set_sequence_gate(at::Tensor gate) { sequence_gate_ = std::move(gate); }
 
   std::shared_ptr<Router> router;
   const std::string& path() const { return path_; }

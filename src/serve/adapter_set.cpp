@@ -76,12 +76,17 @@ void AdapterSet::add(const std::string& name, const std::string& dir) {
     fail(dir, "/adapter_config.json: sample_at_inference is true; served outputs must not depend on the "
          "batch, so serve runs routers deterministically (load it without that setting)");
   }
-  if (config.routing == RoutingGranularity::kSequence && !adapter->block_routers().empty()) {
-    fail(dir, "/adapter_config.json: routing is \"sequence\", which serve does not support yet (each row "
-         "would need its prompt's decision kept across batches); use `remora generate` for it");
-  }
   // The set drives the adapter's layers and routers itself; the base keeps its plain Linears.
   adapter->detach();
+  // Serving never trains: the factors are cast to the model's dtype once instead of at every forward
+  // (the same values the per-forward cast gives, so outputs do not change).
+  const auto dtype = base_->options().dtype().toScalarType();
+  for (const auto& layer : adapter->adapted()) {
+    layer->lora_A.set_requires_grad(false);
+    layer->lora_B.set_requires_grad(false);
+    layer->lora_A.set_data(layer->lora_A.to(dtype));
+    layer->lora_B.set_data(layer->lora_B.to(dtype));
+  }
   names_.push_back(name);
   adapters_.push_back(std::move(adapter));
 }
@@ -139,7 +144,14 @@ void AdapterSet::install() {
   }
 }
 
-void AdapterSet::set_rows(const std::vector<int>& adapter_of_row) {
+std::vector<at::Tensor> AdapterSet::sequence_decisions(int adapter) const {
+  std::vector<at::Tensor> decisions;
+  if (adapter < 0 || adapters_[adapter]->config().routing != RoutingGranularity::kSequence) return decisions;
+  for (const auto& routing : adapters_[adapter]->block_routers()) decisions.push_back(routing->sequence_gate());
+  return decisions;
+}
+
+void AdapterSet::set_rows(const std::vector<int>& adapter_of_row, const std::vector<std::vector<at::Tensor>>& row_decisions) {
   const auto device = base_->options().device();
   std::map<size_t, std::vector<int64_t>> rows;
   for (size_t row = 0; row < adapter_of_row.size(); ++row) {
@@ -155,6 +167,17 @@ void AdapterSet::set_rows(const std::vector<int>& adapter_of_row) {
     group.all_rows = list.size() == adapter_of_row.size();
     group.rows = at::tensor(list, at::kLong).to(device);
     groups_.groups.push_back(std::move(group));
+    if (row_decisions.empty() || adapters_[adapter]->config().routing != RoutingGranularity::kSequence) continue;
+    // The group's rows' prompt decisions, stacked in row order, for every block router.
+    const auto& routers = adapters_[adapter]->block_routers();
+    for (size_t j = 0; j < routers.size(); ++j) {
+      std::vector<at::Tensor> rows_decisions;
+      for (const int64_t row : list) {
+        REMORA_CHECK(row_decisions.at(row).size() == routers.size(), "row ", row, ": no saved sequence routing decision");
+        rows_decisions.push_back(row_decisions[row][j]);
+      }
+      routers[j]->set_sequence_gate(at::cat(rows_decisions));
+    }
   }
 }
 

@@ -35,13 +35,19 @@ class AdapterSet {
   AdapterSet& operator=(const AdapterSet&) = delete;
 
   // Loads the adapter folder `dir` as `name` (before `install`). Throws Error for an adapter whose
-  // output would depend on the batch: routing per sequence, or sampling experts at inference.
+  // output would depend on the batch (one that samples its experts at inference).
   void add(const std::string& name, const std::string& dir);
   // Swaps the multi-adapter projections and block hooks into the base model.
   void install();
 
   // Selects each row's adapter for the next forward: -1 for the bare base, else an adapter index.
-  void set_rows(const std::vector<int>& adapter_of_row);
+  // With `routing: sequence` adapters, cached decoding reuses each row's prompt decision: pass each
+  // row's `sequence_decisions` (saved after its prefill; empty for other rows).
+  void set_rows(const std::vector<int>& adapter_of_row,
+                const std::vector<std::vector<at::Tensor>>& row_decisions = {});
+  // The decisions [1, n] of every sequence-routed block router of `adapter` after a one-row forward
+  // (its prefill); empty for adapters that route per token.
+  std::vector<at::Tensor> sequence_decisions(int adapter) const;
 
   CausalLM& model() { return *base_; }
   const std::vector<std::string>& names() const { return names_; }

@@ -53,6 +53,7 @@ struct Engine::Row {
   int64_t produced = 0;
   int64_t last_token = 0;
   bool done = false;
+  std::vector<at::Tensor> sequence_decisions;  // the prompt's routing (adapters with routing: sequence)
 
   Row(Waiting waiting, const Tokenizer& tokenizer)
       : request(std::move(waiting.request)),
@@ -188,6 +189,7 @@ std::unique_ptr<Engine::Row> Engine::prefill(Waiting waiting) {
   at::Tensor hidden = models_.model().hidden_states(ids, mask, &row->prompt_cache);
   at::Tensor logits = models_.model().logits(hidden.select(1, P - 1));  // [1, V]
   row->length = P;
+  row->sequence_decisions = models_.sequence_decisions(row->request.adapter);
   const int64_t token = choose_next_tokens(logits, row->request.sampling, row->generator).item<int64_t>();
   row->done = emit(*row, token);
   return row;
@@ -284,12 +286,14 @@ void Engine::step() {
   const auto device = models_.model().options().device();
   std::vector<int64_t> last(B);
   std::vector<int> adapters(B);
+  std::vector<std::vector<at::Tensor>> decisions(B);
   for (int64_t b = 0; b < B; ++b) {
     last[b] = rows_[b]->last_token;
     adapters[b] = rows_[b]->request.adapter;
+    decisions[b] = rows_[b]->sequence_decisions;
   }
   at::Tensor ids = at::tensor(last, at::kLong).view({B, 1}).to(device);
-  models_.set_rows(adapters);
+  models_.set_rows(adapters, decisions);
   at::Tensor hidden = models_.model().hidden_states(ids, at::ones({B, 1}, ids.options()), &cache_);
   at::Tensor logits = models_.model().logits(hidden.select(1, 0));  // [B, V]
   for (int64_t b = 0; b < B; ++b) {

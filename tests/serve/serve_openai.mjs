@@ -30,7 +30,7 @@ function startServer(extra = []) {
   const proc = spawn(REMORA, ["--threads", "2", "serve", "--model", path.join(WORK, "model"), "--served-model-name", "base",
     "--dtype", "float32", "--port", "0", "--api-key", KEY,
     "--adapter", `lora=${path.join(WORK, "lora")}`, "--adapter", `remix=${path.join(WORK, "remix")}`,
-    "--adapter", `smora=${path.join(WORK, "smora")}`, ...extra], { stdio: ["ignore", "ignore", "pipe"] });
+    "--adapter", `smora=${path.join(WORK, "smora")}`, "--adapter", `remixseq=${path.join(WORK, "remixseq")}`, ...extra], { stdio: ["ignore", "ignore", "pipe"] });
   const exited = new Promise((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
   return new Promise((resolve, reject) => {
     let log = "";
@@ -45,7 +45,7 @@ function startServer(extra = []) {
 
 const PROMPTS = ["The apple is", "What color is the", "A ball", "The moon", "Tell me about the box", "The sun is",
   "Why is the", "My cat"];
-const MODELS = { base: null, lora: "lora", remix: "remix", smora: "smora" };
+const MODELS = { base: null, lora: "lora", remix: "remix", smora: "smora", remixseq: "remixseq" };
 
 // One-at-a-time greedy output of `remora generate` (--batch-size 1) for every prompt or chat message.
 function expected(model, flag, items, extra = []) {
@@ -97,11 +97,14 @@ async function main() {
     "--target", "all-linear", "--init-b-std", "0.2", "--seed", "2", "--out", at("remix"));
   remora("init-adapter", "--model", at("model"), "--method", "smora", "--r", "16", "--top-k", "4",
     "--target", "gate_proj,up_proj,down_proj", "--init-b-std", "0.2", "--seed", "3", "--out", at("smora"));
+  // ReMix routing per sequence: each row keeps its prompt's decision while it decodes in the batch.
+  remora("init-adapter", "--model", at("model"), "--method", "remix", "--r", "4", "--experts", "4", "--top-k", "2",
+    "--target", "all-linear", "--set", "routing=sequence", "--init-b-std", "0.2", "--seed", "4", "--out", at("remixseq"));
   const want = {};
   for (const model of Object.keys(MODELS)) {
     want[model] = { prompt: expected(model, "--prompt", PROMPTS), chat: expected(model, "--chat", PROMPTS.slice(0, 2)) };
   }
-  check("the adapters change the answers", new Set(Object.values(want).map((w) => w.prompt[0])).size === 4,
+  check("the adapters change the answers", new Set(Object.values(want).map((w) => w.prompt[0])).size === 5,
     JSON.stringify(Object.values(want).map((w) => w.prompt[0])));
 
   const server = await startServer(["--max-body-bytes", "65536"]);
@@ -109,7 +112,7 @@ async function main() {
   try {
     const models = await client.models.list();
     check("GET /v1/models lists the base and each adapter", JSON.stringify(models.data.map((m) => m.id)) ===
-      JSON.stringify(["base", "lora", "remix", "smora"]) && models.data[1].parent === "base");
+      JSON.stringify(Object.keys(MODELS)) && models.data[1].parent === "base");
 
     // Each model, completions and chat, streamed and not, equals `remora generate` token for token.
     for (const model of Object.keys(MODELS)) {
@@ -151,7 +154,7 @@ async function main() {
     check("stop string", stop.length > 0 && cut.choices[0].text === full.slice(0, full.indexOf(stop)) && cut.choices[0].finish_reason === "stop",
       JSON.stringify([cut.choices[0].text, full, stop]));
 
-    // 32 clients at once over 3 adapters and the base: every answer equals its one-at-a-time output.
+    // 40 clients at once over 4 adapters and the base: every answer equals its one-at-a-time output.
     const jobs = [];
     for (const model of Object.keys(MODELS)) PROMPTS.forEach((prompt, i) => jobs.push({ model, i, stream: i % 2 === 1 }));
     const runJob = async ({ model, i, stream }) => {
@@ -165,14 +168,14 @@ async function main() {
     const concurrentSeconds = (performance.now() - start) / 1000;
     const after = await metrics(server.url);
     const wrong = jobs.filter((job, k) => concurrent[k] !== want[job.model].prompt[job.i]);
-    check("32 concurrent clients each get their one-at-a-time output", wrong.length === 0, JSON.stringify(wrong.slice(0, 3)));
+    check(`${jobs.length} concurrent clients each get their one-at-a-time output`, wrong.length === 0, JSON.stringify(wrong.slice(0, 3)));
     const steps = after.steps - before.steps;
     const tokens = after.tokens - before.tokens;
     check("the concurrent requests were batched (fewer decode steps than tokens)", steps < tokens / 4, `${steps} steps for ${tokens} tokens`);
     start = performance.now();
     for (const job of jobs) await runJob(job);
     const sequentialSeconds = (performance.now() - start) / 1000;
-    console.log(`throughput: 32 requests concurrently in ${concurrentSeconds.toFixed(2)} s, sequentially in ` +
+    console.log(`throughput: ${jobs.length} requests concurrently in ${concurrentSeconds.toFixed(2)} s, sequentially in ` +
       `${sequentialSeconds.toFixed(2)} s (${(sequentialSeconds / concurrentSeconds).toFixed(2)}x)`);
 
     // Bad input: the right status and an OpenAI error body, and the server keeps answering.

@@ -24,12 +24,23 @@ class ServeBatch : public ::testing::Test {
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) / "serve_batch_test";
     fs::remove_all(dir_);
-    // One saved adapter per method, each with a non-zero B so it changes the model.
-    for (size_t i = 0; i < all_methods().size(); ++i) {
-      AdaptedModel adapted(base(), adapter_config(all_methods()[i]), i);
+    // One saved adapter per method, and ReMix routing per sequence, each with a non-zero B.
+    for (size_t i = 0; i < configs().size(); ++i) {
+      AdaptedModel adapted(base(), configs()[i], i);
       randomize_b(adapted, 10 + i, 1.0);
       save_adapter(adapted, folder(i));
     }
+  }
+  static const std::vector<AdapterConfig>& configs() {
+    static const std::vector<AdapterConfig> all = [] {
+      std::vector<AdapterConfig> list;
+      for (const auto method : all_methods()) list.push_back(adapter_config(method));
+      AdapterConfig sequence = adapter_config(AdapterMethod::kRemix);
+      sequence.routing = RoutingGranularity::kSequence;
+      list.push_back(sequence);
+      return list;
+    }();
+    return all;
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -40,10 +51,10 @@ class ServeBatch : public ::testing::Test {
 };
 
 TEST_F(ServeBatch, RowsOfEveryAdapterJoinedOnOneCacheDecodeAsEachAlone) {
-  const size_t adapters = all_methods().size();
+  const size_t adapters = configs().size();
   auto shared_base = base();
   AdapterSet set(shared_base);
-  for (size_t i = 0; i < adapters; ++i) set.add(method_name(all_methods()[i]), folder(i));
+  for (size_t i = 0; i < adapters; ++i) set.add("adapter" + std::to_string(i), folder(i));
   set.install();
 
   // One row for the bare base and one per adapter, prompts of different lengths.
@@ -51,8 +62,9 @@ TEST_F(ServeBatch, RowsOfEveryAdapterJoinedOnOneCacheDecodeAsEachAlone) {
   const int64_t vocab = shared_base->config().vocab_size;
   std::vector<int> adapter_of_row;
   std::vector<std::vector<int64_t>> prompts;
-  for (int a = -1; a < static_cast<int>(adapters); ++a) {
-    adapter_of_row.push_back(a);
+  // A second row of the sequence-routed adapter: each of its rows must keep its own prompt's decision.
+  for (int a = -1; a <= static_cast<int>(adapters); ++a) {
+    adapter_of_row.push_back(std::min<int>(a, adapters - 1));
     at::Tensor ids = random_ids(1, 3 + 2 * (a + 1), vocab, 100 + a).view({-1});
     prompts.emplace_back(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
   }
@@ -60,6 +72,7 @@ TEST_F(ServeBatch, RowsOfEveryAdapterJoinedOnOneCacheDecodeAsEachAlone) {
 
   // As the engine: each prompt is prefilled alone, then every row decodes in one batch.
   std::vector<KVCache> prompt_caches;
+  std::vector<std::vector<at::Tensor>> decisions;  // sequence routing's prompt decisions
   std::vector<std::vector<int64_t>> tokens(rows);
   for (size_t r = 0; r < rows; ++r) {
     const int64_t P = static_cast<int64_t>(prompts[r].size());
@@ -67,7 +80,9 @@ TEST_F(ServeBatch, RowsOfEveryAdapterJoinedOnOneCacheDecodeAsEachAlone) {
     prompt_caches.emplace_back(shared_base->config().num_layers, P);
     at::Tensor hidden = shared_base->hidden_states(at::tensor(prompts[r]).view({1, P}), at::ones({1, P}, at::kLong), &prompt_caches.back());
     tokens[r].push_back(shared_base->logits(hidden.select(1, P - 1)).argmax(-1).item<int64_t>());
+    decisions.push_back(set.sequence_decisions(adapter_of_row[r]));
   }
+  EXPECT_FALSE(decisions.back().empty());  // the last adapter routes per sequence
   std::vector<CachedRow> layout;
   for (size_t r = 0; r < rows; ++r) layout.push_back({&prompt_caches[r], 0, static_cast<int64_t>(prompts[r].size())});
   KVCache cache = rebuild_cache(layout, kNewTokens - 1);
@@ -75,7 +90,7 @@ TEST_F(ServeBatch, RowsOfEveryAdapterJoinedOnOneCacheDecodeAsEachAlone) {
   for (int64_t step = 1; step < kNewTokens; ++step) {
     std::vector<int64_t> last;
     for (const auto& row : tokens) last.push_back(row.back());
-    set.set_rows(adapter_of_row);
+    set.set_rows(adapter_of_row, decisions);
     at::Tensor hidden = shared_base->hidden_states(at::tensor(last).view({-1, 1}), at::ones({static_cast<int64_t>(rows), 1}, at::kLong), &cache);
     last_logits = shared_base->logits(hidden.select(1, 0));
     at::Tensor next = last_logits.argmax(-1);
@@ -94,7 +109,10 @@ TEST_F(ServeBatch, RowsOfEveryAdapterJoinedOnOneCacheDecodeAsEachAlone) {
     std::vector<int64_t> sequence = prompts[r];
     sequence.insert(sequence.end(), tokens[r].begin(), tokens[r].end() - 1);
     const int64_t S = static_cast<int64_t>(sequence.size());
-    at::Tensor expected = alone->forward(at::tensor(sequence).view({1, S}), {}).select(1, S - 1)[0];
+    // Sequence routing decides from the prompt alone, as in cached decoding.
+    at::Tensor prompt_mask = at::arange(S).lt(static_cast<int64_t>(prompts[r].size())).view({1, S});
+    at::Tensor expected =
+        alone->logits(alone->hidden_states(at::tensor(sequence).view({1, S}), {}, nullptr, prompt_mask)).select(1, S - 1)[0];
     EXPECT_TRUE(at::allclose(last_logits[r], expected, 1e-4, 1e-4))
         << "row " << r << ": max difference " << (last_logits[r] - expected).abs().max().item<float>();
   }
@@ -102,16 +120,11 @@ TEST_F(ServeBatch, RowsOfEveryAdapterJoinedOnOneCacheDecodeAsEachAlone) {
 
 TEST_F(ServeBatch, RefusesAdaptersWhoseOutputWouldDependOnTheBatch) {
   AdapterConfig config = adapter_config(AdapterMethod::kRemix);
-  config.routing = RoutingGranularity::kSequence;
-  AdaptedModel sequence(base(), config);
-  save_adapter(sequence, (dir_ / "sequence").string());
-  config.routing = RoutingGranularity::kToken;
   config.sample_at_inference = true;
   AdaptedModel sampled(base(), config);
   save_adapter(sampled, (dir_ / "sampled").string());
 
   AdapterSet set(base());
-  EXPECT_THROW(set.add("sequence", (dir_ / "sequence").string()), Error);
   EXPECT_THROW(set.add("sampled", (dir_ / "sampled").string()), Error);
   set.add("lora", folder(0));
   EXPECT_THROW(set.add("lora", folder(1)), Error);  // a name given twice
