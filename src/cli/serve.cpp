@@ -63,6 +63,11 @@ void run_serve(const ServeCommandOptions& options) {
   std::cerr << "remora serve: listening on http://" << options.server.host << ":" << server.port() << " (models: " << catalog.base;
   for (const auto& name : catalog.adapters) std::cerr << ", " << name;
   std::cerr << ")" << std::endl;
+  const ModelConfig& config = base->config();
+  const double cache_mib = static_cast<double>(options.engine.kv_cache_tokens) * config.num_layers * 2 * config.num_kv_heads *
+                           config.head_dim * c10::elementSize(base->options().dtype().toScalarType()) / (1 << 20);
+  std::cerr << "remora serve: up to " << options.engine.max_num_seqs << " sequences per batch, KV cache budget "
+            << options.engine.kv_cache_tokens << " positions (" << static_cast<int64_t>(cache_mib + 0.5) << " MiB)" << std::endl;
 
   std::thread watcher([&] {
     int signal_number = 0;
@@ -99,6 +104,9 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 32))->capture_default_str();
   command->add_option("--max-queue", options->engine.max_queue, "requests waiting for the batch beyond which new ones get 429")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20))->capture_default_str();
+  command->add_flag("--padded-attention", [options](int64_t) { options->engine.exact_batching = false; },
+                    "one attention over the batch's padded cache instead of row by row: faster with many rows, but a "
+                    "row's bf16 rounding (and so, rarely, a token) then depends on its neighbours' lengths");
   command->add_option("--max-body-bytes", options->server.max_body_bytes, "larger request bodies get 413")
       ->check(CLI::Range(size_t{1024}, size_t{1} << 30))->capture_default_str();
   command->add_option("--http-threads", options->server.http_threads, "connections served at once")

@@ -59,7 +59,7 @@ Attention::Attention(const ModelConfig& config, int64_t layer, const at::TensorO
 
 at::Tensor Attention::forward(const at::Tensor& x, ForwardContext& context) {
   if (input_hook) input_hook(x, context);
-  const int64_t B = x.size(0), T = x.size(1), G = heads_ / kv_heads_;
+  const int64_t B = x.size(0), T = x.size(1);
   at::Tensor q = q_proj->forward(x).view({B, T, heads_, head_dim_});
   at::Tensor k = k_proj->forward(x).view({B, T, kv_heads_, head_dim_});
   at::Tensor v = v_proj->forward(x).view({B, T, kv_heads_, head_dim_});
@@ -83,21 +83,39 @@ at::Tensor Attention::forward(const at::Tensor& x, ForwardContext& context) {
     k = keys.narrow(2, 0, context.past + T);
     v = values.narrow(2, 0, context.past + T);
   }
+  // As transformers' eager attention: scale and mask in the model dtype, softmax computed in fp32.
+  const at::Tensor& bias = context.attention_bias.at(window_);
+  const KVCache* cache = context.cache;
+  if (!cache || cache->row_starts.empty()) return o_proj->forward(mix_values(attention_scores(q, k, bias), v));
+  // Serving's ragged batch: each row attends over its own columns only, so every sum runs over exactly
+  // the terms (in the same order) the row sums decoding alone; padding columns would add zeros that
+  // can change bf16 rounding (in the scores' batched matmul too, measured, so all of it runs per row).
   const int64_t S = k.size(2);
+  std::vector<at::Tensor> rows;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t start = cache->row_starts[b];
+    auto own = [&](const at::Tensor& t, int64_t dim) { return t.narrow(0, b, 1).narrow(dim, start, S - start); };
+    rows.push_back(mix_values(attention_scores(q.narrow(0, b, 1), own(k, 2), own(bias, -1)), own(v, 2)));
+  }
+  return o_proj->forward(at::cat(rows));
+}
 
+at::Tensor Attention::attention_scores(const at::Tensor& q, const at::Tensor& k, const at::Tensor& bias) const {
+  const int64_t B = q.size(0), T = q.size(2), S = k.size(2), G = heads_ / kv_heads_;
   // Grouped-query attention without copying KV heads: the G query heads that share a KV head are
   // stacked along the rows, so one batched matmul per KV head serves them all.
   at::Tensor grouped_q = q.reshape({B, kv_heads_, G * T, head_dim_});
-  // As transformers' eager attention: scale and mask in the model dtype, softmax computed in fp32.
   at::Tensor scores = at::matmul(grouped_q, k.transpose(-1, -2)).view({B, kv_heads_, G, T, S});
-  scores = at::add(context.attention_bias.at(window_).to(scores.scalar_type()), scores,
-                   1.0 / std::sqrt(static_cast<double>(head_dim_)));
+  return at::add(bias.to(scores.scalar_type()), scores, 1.0 / std::sqrt(static_cast<double>(head_dim_)));
+}
+
+at::Tensor Attention::mix_values(const at::Tensor& scores, const at::Tensor& v) const {
+  const int64_t B = scores.size(0), G = scores.size(2), T = scores.size(3), S = scores.size(4);
   at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(v.scalar_type()).view({B, kv_heads_, G * T, S});
-  at::Tensor out = at::matmul(probs, v)  // [B, Hkv, G*T, Dh]
-                       .view({B, heads_, T, head_dim_})
-                       .transpose(1, 2)
-                       .reshape({B, T, heads_ * head_dim_});
-  return o_proj->forward(out);
+  return at::matmul(probs, v)  // [B, Hkv, G*T, Dh]
+      .view({B, heads_, T, head_dim_})
+      .transpose(1, 2)
+      .reshape({B, T, heads_ * head_dim_});
 }
 
 MLP::MLP(const ModelConfig& config, const at::TensorOptions& options) {

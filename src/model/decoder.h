@@ -68,6 +68,10 @@ class Attention : public ProjectionBlock {
   std::shared_ptr<Projection> q_proj, k_proj, v_proj, o_proj;
   std::shared_ptr<RMSNorm> q_norm, k_norm;  // Qwen3 only
  private:
+  // q k^T / sqrt(Dh) + bias for q [B, H, T, Dh], k [B, Hkv, S, Dh] -> [B, Hkv, G, T, S].
+  at::Tensor attention_scores(const at::Tensor& q, const at::Tensor& k, const at::Tensor& bias) const;
+  // softmax(scores) v for v [B, Hkv, S, Dh] -> [B, T, H Dh].
+  at::Tensor mix_values(const at::Tensor& scores, const at::Tensor& v) const;
   int64_t layer_, heads_, kv_heads_, head_dim_, window_;
 };
 

@@ -15,6 +15,10 @@ struct KVCache {
   at::Tensor valid;  // [B, S_max] bool
   int64_t length = 0;
   int64_t capacity = 0;
+  // Serving's ragged batch: each row's first valid column (its earlier columns are padding). When
+  // set, attention runs row by row over those columns, so a row's result never depends on its
+  // neighbours' lengths. Empty: one batched attention over all columns.
+  std::vector<int64_t> row_starts;
 
   // Empty cache for `layers` layers and up to `capacity` positions.
   KVCache(int64_t layers, int64_t capacity) : keys(layers), values(layers), capacity(capacity) {}

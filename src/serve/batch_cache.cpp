@@ -30,6 +30,7 @@ KVCache rebuild_cache(const std::vector<CachedRow>& rows, int64_t reserve) {
     const int64_t from = row.source->length - row.length, to = longest - row.length;
     REMORA_CHECK(from >= 0, "rebuild_cache: row ", b, " claims more positions than its cache holds");
     cache.valid[b].narrow(0, to, row.length).fill_(true);
+    cache.row_starts.push_back(to);
     for (int64_t layer = 0; layer < layers; ++layer) {
       cache.keys[layer][b].narrow(1, to, row.length).copy_(row.source->keys[layer][row.row].narrow(1, from, row.length));
       cache.values[layer][b].narrow(1, to, row.length).copy_(row.source->values[layer][row.row].narrow(1, from, row.length));

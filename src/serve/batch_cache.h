@@ -17,7 +17,7 @@ struct CachedRow {
 
 // Lays `rows` out on one timeline, every row ending at the same column (as left padding does), so
 // the decoder's shared cache position and validity mask work unchanged: positions count each row's
-// own tokens, and a row attends only to its own valid columns. The result has room for `reserve`
+// own tokens, and a row attends only to its own valid columns (row_starts). The result has room for `reserve`
 // further decode steps and nothing more, so its size is rows x (longest row + reserve).
 KVCache rebuild_cache(const std::vector<CachedRow>& rows, int64_t reserve);
 

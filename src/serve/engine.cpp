@@ -112,6 +112,7 @@ std::shared_ptr<RequestState> Engine::submit(CompletionRequest request) {
     }
     queue_.push_back({std::move(request), state});
     stats_.waiting = static_cast<int64_t>(queue_.size());
+    ++unfinished_;
   }
   wake_.notify_all();
   return state;
@@ -121,7 +122,7 @@ void Engine::shutdown(std::chrono::milliseconds drain) {
   {
     std::unique_lock<std::mutex> lock(mutex_);
     accepting_ = false;
-    wake_.wait_for(lock, drain, [&] { return queue_.empty() && stats_.running == 0; });
+    wake_.wait_for(lock, drain, [&] { return unfinished_ == 0; });
     stopping_ = true;
   }
   wake_.notify_all();
@@ -149,22 +150,40 @@ void Engine::loop() {
     }
   }
   fail_all("the server shut down before the request finished");
-  std::lock_guard<std::mutex> lock(mutex_);
-  for (auto& waiting : queue_) waiting.state->finish("abort", "the server shut down before the request started");
-  queue_.clear();
+  std::deque<Waiting> waiting;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    waiting.swap(queue_);
+    stats_.waiting = 0;
+  }
+  for (auto& w : waiting) end_request(*w.state, "abort", "the server shut down before the request started");
+}
+
+void Engine::end_request(RequestState& state, const std::string& reason, const std::string& error) {
+  state.finish(reason, error);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    --unfinished_;
+    stats_.requests_finished += 1;
+    stats_.prompt_tokens += state.prompt_tokens;
+  }
+  wake_.notify_all();  // a draining shutdown waits for the last one
 }
 
 void Engine::fail_all(const std::string& message) {
-  for (auto& row : rows_) row->state->finish("abort", message);
-  rows_.clear();
+  for (auto* rows : {&rows_, &joining_}) {
+    for (auto& row : *rows) {
+      if (!row->done) end_request(*row->state, "abort", message);
+    }
+    rows->clear();
+  }
   cache_ = KVCache(0, 0);
   std::lock_guard<std::mutex> lock(mutex_);
   stats_.running = 0;
   stats_.kv_positions = 0;
-  wake_.notify_all();
 }
 
-bool Engine::fits(const Waiting& candidate, const std::vector<std::unique_ptr<Row>>& joining) const {
+bool Engine::fits(const Waiting& candidate) const {
   int64_t rows = 1, longest = static_cast<int64_t>(candidate.request.prompt.size());
   int64_t reserve = candidate.request.max_tokens - 1;
   auto count = [&](const Row& row, int64_t length) {
@@ -174,7 +193,7 @@ bool Engine::fits(const Waiting& candidate, const std::vector<std::unique_ptr<Ro
     reserve = std::max(reserve, row.remaining());
   };
   for (const auto& row : rows_) count(*row, row->length);
-  for (const auto& row : joining) count(*row, row->length);
+  for (const auto& row : joining_) count(*row, row->length);
   return rows <= options_.max_num_seqs && cache_positions(rows, longest + reserve) <= options_.kv_cache_tokens;
 }
 
@@ -214,10 +233,7 @@ bool Engine::emit(Row& row, int64_t token) {
   }
   row.state->append(row.filter.push(row.decoder.finish()) + row.filter.finish());
   row.state->completion_tokens = row.produced;
-  row.state->finish(reason);
-  std::lock_guard<std::mutex> lock(mutex_);
-  stats_.requests_finished += 1;
-  stats_.prompt_tokens += row.state->prompt_tokens;
+  end_request(*row.state, reason);
   return true;
 }
 
@@ -226,34 +242,37 @@ void Engine::step() {
   for (auto& row : rows_) {
     if (!row->done && row->state->cancelled()) {
       row->state->completion_tokens = row->produced;
-      row->state->finish("abort", "the client disconnected");
       row->done = true;
+      end_request(*row->state, "abort", "the client disconnected");
     }
   }
   // Admission: first come, first served; the head waits until the batch has room for it.
-  std::vector<std::unique_ptr<Row>> joining;
   while (true) {
     Waiting next;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (queue_.empty()) break;
-      if (queue_.front().state->cancelled()) {
-        queue_.front().state->finish("abort", "the client disconnected");
-        queue_.pop_front();
-        stats_.waiting = static_cast<int64_t>(queue_.size());
-        continue;
-      }
-      if (!fits(queue_.front(), joining)) break;
+      const bool cancelled = queue_.front().state->cancelled();
+      if (!cancelled && !fits(queue_.front())) break;
       next = std::move(queue_.front());
       queue_.pop_front();
       stats_.waiting = static_cast<int64_t>(queue_.size());
     }
-    std::unique_ptr<Row> row = prefill(std::move(next));
-    if (!row->done) joining.push_back(std::move(row));
+    if (next.state->cancelled()) {
+      end_request(*next.state, "abort", "the client disconnected");
+      continue;
+    }
+    std::shared_ptr<RequestState> state = next.state;
+    try {
+      std::unique_ptr<Row> row = prefill(std::move(next));
+      if (!row->done) joining_.push_back(std::move(row));
+    } catch (const std::exception& e) {
+      end_request(*state, "abort", std::string("generation failed: ") + e.what());  // this request only
+    }
   }
   // Rows that finished leave and joining rows enter: one re-layout of the cache per change.
   const bool leaving = std::any_of(rows_.begin(), rows_.end(), [](const auto& row) { return row->done; });
-  if (leaving || !joining.empty()) {
+  if (leaving || !joining_.empty()) {
     std::vector<std::unique_ptr<Row>> kept;
     std::vector<CachedRow> layout;
     int64_t reserve = 0;
@@ -261,23 +280,26 @@ void Engine::step() {
       if (rows_[i]->done) continue;
       layout.push_back({&cache_, static_cast<int64_t>(i), rows_[i]->length});
       reserve = std::max(reserve, rows_[i]->remaining());
-      kept.push_back(std::move(rows_[i]));
     }
-    for (auto& row : joining) {
+    for (auto& row : joining_) {
       layout.push_back({&row->prompt_cache, 0, row->length});
       reserve = std::max(reserve, row->remaining());
     }
     KVCache rebuilt = layout.empty() ? KVCache(0, 0) : rebuild_cache(layout, reserve);
-    for (auto& row : joining) {
+    if (!options_.exact_batching) rebuilt.row_starts.clear();
+    for (auto& row : rows_) {
+      if (!row->done) kept.push_back(std::move(row));
+    }
+    for (auto& row : joining_) {
       row->prompt_cache = KVCache(0, 0);
       kept.push_back(std::move(row));
     }
+    joining_.clear();
     rows_ = std::move(kept);
     cache_ = std::move(rebuilt);
     std::lock_guard<std::mutex> lock(mutex_);
     stats_.running = static_cast<int64_t>(rows_.size());
     stats_.kv_positions = cache_positions(static_cast<int64_t>(rows_.size()), cache_.capacity);
-    wake_.notify_all();  // a draining shutdown waits on `running`
   }
   if (rows_.empty()) return;
 

@@ -62,6 +62,9 @@ struct EngineOptions {
   int64_t max_num_seqs = 16;        // rows decoded together
   int64_t kv_cache_tokens = 65536;  // cached positions over all rows (rows x columns of the cache)
   int64_t max_queue = 256;          // waiting requests beyond which submit refuses (429)
+  // Attention row by row over each row's own cache columns, so that batching never changes a result
+  // (bf16 sums over a padded row round differently); false: one padded attention for the batch.
+  bool exact_batching = true;
 };
 
 struct EngineStats {
@@ -95,10 +98,14 @@ class Engine {
 
   void loop();
   void step();
-  bool fits(const Waiting& candidate, const std::vector<std::unique_ptr<Row>>& joining) const;
+  // Whether the batch (running and joining rows) has room for `candidate` (called under mutex_).
+  bool fits(const Waiting& candidate) const;
   std::unique_ptr<Row> prefill(Waiting waiting);
   // Records `token` for the row; returns whether the row is done.
   bool emit(Row& row, int64_t token);
+  // Every request ends here, exactly once (a draining shutdown counts them).
+  void end_request(RequestState& state, const std::string& reason, const std::string& error = "");
+  // Ends every admitted request (running or joining) with `message`.
   void fail_all(const std::string& message);
 
   AdapterSet& models_;
@@ -111,10 +118,12 @@ class Engine {
   std::condition_variable wake_;
   std::deque<Waiting> queue_;
   bool accepting_ = true, stopping_ = false;
+  int64_t unfinished_ = 0;  // submitted and not yet ended
   EngineStats stats_;
 
   // Owned by the decode thread.
   std::vector<std::unique_ptr<Row>> rows_;
+  std::vector<std::unique_ptr<Row>> joining_;  // prefilled this step, not yet in the batch cache
   KVCache cache_{0, 0};
   std::thread thread_;
 };

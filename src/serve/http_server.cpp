@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <iostream>
 #include <sstream>
 #include <thread>
 
@@ -125,6 +126,12 @@ void ApiServer::add_routes() {
     send_error(res, ApiError(500, message));
   });
 
+  // One access-log line per request on stderr (streams are logged when their headers go out).
+  server_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    std::ostringstream line;
+    line << "remora serve: " << req.remote_addr << " " << req.method << " " << req.path << " " << res.status << "\n";
+    std::cerr << line.str() << std::flush;
+  });
   server_->Get("/health", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
   server_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(dump(catalog_.list()), "application/json");

@@ -1,6 +1,6 @@
 // End-to-end test of `remora serve` with the official OpenAI client: every answer is compared with
 // `remora generate` for the same model, adapter and prompt; then concurrency, bad input, limits,
-// client disconnects and SIGTERM. Usage: node serve_openai.mjs --remora PATH --work DIR
+// client disconnects and SIGTERM. Usage: node serve_openai.mjs --remora PATH --work DIR [--dtype float32]
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
@@ -12,6 +12,7 @@ const option = (name) => process.argv[process.argv.indexOf(name) + 1];
 const REMORA = path.resolve(option("--remora"));
 const WORK = path.resolve(option("--work"));
 const DATA = path.join(here, "..", "..", "data", "shapes.jsonl");
+const DTYPE = process.argv.includes("--dtype") ? option("--dtype") : "bfloat16";
 const KEY = "test-key-123";
 const MAX_TOKENS = 20;
 
@@ -28,7 +29,7 @@ const remora = (...args) => execFileSync(REMORA, args, { encoding: "utf8", stdio
 // Starts a server on a free port; resolves once it listens.
 function startServer(extra = []) {
   const proc = spawn(REMORA, ["--threads", "2", "serve", "--model", path.join(WORK, "model"), "--served-model-name", "base",
-    "--dtype", "float32", "--port", "0", "--api-key", KEY,
+    "--dtype", DTYPE, "--port", "0", "--api-key", KEY,
     "--adapter", `lora=${path.join(WORK, "lora")}`, "--adapter", `remix=${path.join(WORK, "remix")}`,
     "--adapter", `smora=${path.join(WORK, "smora")}`, "--adapter", `remixseq=${path.join(WORK, "remixseq")}`, ...extra], { stdio: ["ignore", "ignore", "pipe"] });
   const exited = new Promise((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
@@ -51,7 +52,7 @@ const MODELS = { base: null, lora: "lora", remix: "remix", smora: "smora", remix
 function expected(model, flag, items, extra = []) {
   if (items.length === 1) return expected(model, flag, [items[0], items[0]], extra).slice(0, 1);  // JSON lines need two
   const adapter = MODELS[model] ? ["--adapter", path.join(WORK, MODELS[model])] : [];
-  const out = remora("generate", "--model", path.join(WORK, "model"), ...adapter, "--dtype", "float32",
+  const out = remora("generate", "--model", path.join(WORK, "model"), ...adapter, "--dtype", DTYPE,
     "--max-new-tokens", String(MAX_TOKENS), "--batch-size", "1", ...extra, ...items.flatMap((item) => [flag, item]));
   return out.trimEnd().split("\n").map((line) => JSON.parse(line));
 }

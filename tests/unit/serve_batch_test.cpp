@@ -19,7 +19,7 @@ using namespace remora::testing;
 
 constexpr int64_t kNewTokens = 5;
 
-class ServeBatch : public ::testing::Test {
+class ServeBatch : public ::testing::TestWithParam<at::ScalarType> {
  protected:
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) / "serve_batch_test";
@@ -44,13 +44,18 @@ class ServeBatch : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  static std::shared_ptr<CausalLM> base() { return random_model(toy_config("llama"), 1, 0.3); }
+  // The test's dtype (fp32, or bf16: batching must not change its rounding either).
+  static std::shared_ptr<CausalLM> base() {
+    auto model = random_model(toy_config("llama"), 1, 0.3);
+    model->to(GetParam());
+    return model;
+  }
   std::string folder(size_t i) const { return (dir_ / ("adapter" + std::to_string(i))).string(); }
 
   fs::path dir_;
 };
 
-TEST_F(ServeBatch, RowsOfEveryAdapterJoinedOnOneCacheDecodeAsEachAlone) {
+TEST_P(ServeBatch, RowsOfEveryAdapterJoinedOnOneCacheDecodeAsEachAlone) {
   const size_t adapters = configs().size();
   auto shared_base = base();
   AdapterSet set(shared_base);
@@ -105,7 +110,9 @@ TEST_F(ServeBatch, RowsOfEveryAdapterJoinedOnOneCacheDecodeAsEachAlone) {
     GenerationOptions options;
     options.max_new_tokens = kNewTokens;
     EXPECT_EQ(tokens[r], generate(*alone, {prompts[r]}, options)[0]) << "row " << r << " (adapter " << adapter_of_row[r] << ")";
-    // The last batched step's logits against the whole sequence run alone without a cache.
+    // In fp32, the last batched step's logits against the whole sequence run alone without a cache
+    // (in bf16 a recomputed prefill rounds differently from a cached one, so only tokens compare).
+    if (GetParam() != at::kFloat) continue;
     std::vector<int64_t> sequence = prompts[r];
     sequence.insert(sequence.end(), tokens[r].begin(), tokens[r].end() - 1);
     const int64_t S = static_cast<int64_t>(sequence.size());
@@ -118,7 +125,7 @@ TEST_F(ServeBatch, RowsOfEveryAdapterJoinedOnOneCacheDecodeAsEachAlone) {
   }
 }
 
-TEST_F(ServeBatch, RefusesAdaptersWhoseOutputWouldDependOnTheBatch) {
+TEST_P(ServeBatch, RefusesAdaptersWhoseOutputWouldDependOnTheBatch) {
   AdapterConfig config = adapter_config(AdapterMethod::kRemix);
   config.sample_at_inference = true;
   AdaptedModel sampled(base(), config);
@@ -131,6 +138,9 @@ TEST_F(ServeBatch, RefusesAdaptersWhoseOutputWouldDependOnTheBatch) {
   EXPECT_EQ(set.index_of("lora"), 0);
   EXPECT_EQ(set.index_of("other"), -1);
 }
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, ServeBatch, ::testing::Values(at::kFloat, at::kBFloat16),
+                         [](const auto& info) { return std::string(c10::toString(info.param)); });
 
 }  // namespace
 }  // namespace remora
