@@ -186,14 +186,14 @@ void Engine::fail_all(const std::string& message) {
 bool Engine::fits(const Waiting& candidate) const {
   int64_t rows = 1, longest = static_cast<int64_t>(candidate.request.prompt.size());
   int64_t reserve = candidate.request.max_tokens - 1;
-  auto count = [&](const Row& row, int64_t length) {
+  auto count = [&](const Row& row) {
     if (row.done || row.state->cancelled()) return;
     ++rows;
-    longest = std::max(longest, length);
+    longest = std::max(longest, row.length);
     reserve = std::max(reserve, row.remaining());
   };
-  for (const auto& row : rows_) count(*row, row->length);
-  for (const auto& row : joining_) count(*row, row->length);
+  for (const auto& row : rows_) count(*row);
+  for (const auto& row : joining_) count(*row);
   return rows <= options_.max_num_seqs && cache_positions(rows, longest + reserve) <= options_.kv_cache_tokens;
 }
 
