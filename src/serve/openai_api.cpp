@@ -3,6 +3,7 @@
 
 #include <limits>
 #include <random>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/json_input.h"
@@ -38,8 +39,9 @@ double number(const json& body, const char* key, double low, double high, bool l
   if (!value.is_number()) bad(key, std::string(key) + " must be a number, got " + describe(value));
   const double v = value.get<double>();
   if (!(low_open ? v > low : v >= low) || !(v <= high)) {
-    bad(key, std::string(key) + " must be in " + (low_open ? "(" : "[") + std::to_string(low) + ", " +
-             std::to_string(high) + "], got " + describe(value));
+    std::ostringstream message;
+    message << key << " must be in " << (low_open ? "(" : "[") << low << ", " << high << "], got " << describe(value);
+    bad(key, message.str());
   }
   return v;
 }
@@ -226,7 +228,8 @@ ApiRequest parse_api_request(const std::string& text, bool chat, const ModelCata
   if (present(body, "seed")) {
     common.sampling.seed = static_cast<uint64_t>(integer(body, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()));
   } else {
-    common.sampling.seed = std::random_device()() * uint64_t{0x100000001B3ULL} + std::random_device()();
+    std::random_device device;  // OpenAI's default: a different draw each time
+    common.sampling.seed = (uint64_t{device()} << 32) | device();
   }
   common.stop = stop_strings(body);
   const int64_t n = present(body, "n") ? integer(body, "n", 1, kMaxChoices) : 1;
