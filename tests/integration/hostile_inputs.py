@@ -594,6 +594,24 @@ def _(c):
     return c.train("adapter.layer_num_experts=[2,2,2]", f"data.train={c.path('missing.jsonl')}")
 
 
+
+# ---- serve: every bad start is a one-line error before anything listens ------------------------------
+
+@case("serve_adapter_without_name", r"--adapter: expected NAME=DIR")
+def _(c):
+    return ["serve", "--model", c.path("model"), "--port", "0", "--adapter", c.path("adapter")]
+
+
+@case("serve_adapter_name_given_twice", r"adapter name 'a' is given twice")
+def _(c):
+    return ["serve", "--model", c.path("model"), "--port", "0", "--adapter", f"a={c.path('adapter')}",
+            "--adapter", f"a={c.path('adapter')}"]
+
+
+@case("serve_unreachable_host", r"serve: cannot listen on 203\.0\.113\.7:0")
+def _(c):
+    return ["serve", "--model", c.path("model"), "--host", "203.0.113.7", "--port", "0"]
+
 # ---- Runner ------------------------------------------------------------------------------------------
 
 def snapshot(folder):
