@@ -1,6 +1,7 @@
 // `remora serve`: an OpenAI-compatible HTTP server for the base model and any number of adapters.
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -69,14 +70,18 @@ void run_serve(const ServeCommandOptions& options) {
   std::cerr << "remora serve: up to " << options.engine.max_num_seqs << " sequences per batch, KV cache budget "
             << options.engine.kv_cache_tokens << " positions (" << static_cast<int64_t>(cache_mib + 0.5) << " MiB)" << std::endl;
 
+  std::atomic<bool> stopping{false};
   std::thread watcher([&] {
     int signal_number = 0;
     sigwait(&signals, &signal_number);
+    stopping = true;
     std::cerr << "remora serve: " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT") << ", finishing requests in flight (up to "
               << options.shutdown_timeout << " s)" << std::endl;
     server.drain_and_stop(std::chrono::milliseconds(static_cast<int64_t>(options.shutdown_timeout * 1000)));
   });
   server.run();
+  // The listener can also end on its own (an accept error): wake the watcher so that it drains too.
+  if (!stopping) pthread_kill(watcher.native_handle(), SIGTERM);
   watcher.join();
   std::cerr << "remora serve: stopped" << std::endl;
 }

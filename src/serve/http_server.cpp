@@ -86,7 +86,10 @@ void ApiServer::bind() {
   }
 }
 
-void ApiServer::run() { server_->listen_after_bind(); }
+void ApiServer::run() {
+  server_->listen_after_bind();
+  run_returned_ = true;
+}
 
 void ApiServer::drain_and_stop(std::chrono::milliseconds timeout) {
   // Requests already taken finish; new ones get 503 while the rest drain.
@@ -96,6 +99,8 @@ void ApiServer::drain_and_stop(std::chrono::milliseconds timeout) {
   while (in_flight_ > 0 && std::chrono::steady_clock::now() < deadline + std::chrono::seconds(2)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  // A signal that came before the listener started must still stop it (stop() does nothing before).
+  while (!run_returned_ && !server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   server_->stop();
 }
 

@@ -31,7 +31,7 @@ class ApiServer {
   // Binds the listening socket; throws Error naming the address when it cannot (port in use, bad host).
   void bind();
   int port() const { return port_; }  // the bound port (--port 0 picks a free one)
-  // Serves until stop(); returns when every connection is closed.
+  // Serves until drain_and_stop(); returns when every connection is closed.
   void run();
   // Graceful end: new requests get 503, requests in flight get up to `timeout` to finish (then they
   // are ended with finish_reason "abort"), and the listener closes.
@@ -49,6 +49,7 @@ class ApiServer {
   int port_ = 0;
   std::atomic<int64_t> in_flight_{0};  // completion requests not yet answered in full
   std::atomic<uint64_t> next_id_{0};
+  std::atomic<bool> run_returned_{false};
 };
 
 }  // namespace remora
