@@ -45,6 +45,7 @@ void run_serve(const ServeCommandOptions& options) {
   ModelCatalog catalog;
   catalog.base = options.served_model_name.empty() ? options.model : options.served_model_name;
   catalog.context = base->config().max_position_embeddings;
+  catalog.kv_cache_tokens = options.engine.kv_cache_tokens;
   catalog.created = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   for (const auto& item : options.adapters) {
     const size_t equals = item.find('=');

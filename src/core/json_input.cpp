@@ -43,7 +43,10 @@ nlohmann::json parse_json(const std::string& text, const std::string& source) {
 
 std::string describe(const nlohmann::json& value) {
   const std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  return text.size() <= 80 ? text : text.substr(0, 80) + "...";
+  if (text.size() <= 80) return text;
+  size_t cut = 80;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+  return text.substr(0, cut) + "...";
 }
 
 nlohmann::json read_json_file(const std::string& path, uint64_t max_bytes) {

@@ -14,6 +14,15 @@
 #include "tokenizer/stream_decoder.h"
 
 namespace remora {
+namespace {
+
+// LibTorch's errors carry a C++ backtrace that has no place in an API response.
+std::string without_backtrace(const std::exception& e) {
+  if (const auto* torch_error = dynamic_cast<const c10::Error*>(&e)) return torch_error->what_without_backtrace();
+  return e.what();
+}
+
+}  // namespace
 
 RequestState::Update RequestState::wait(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mutex_);
@@ -146,7 +155,7 @@ void Engine::loop() {
       step();
     } catch (const std::exception& e) {
       // A failing forward ends the requests it held, never the server.
-      fail_all(std::string("generation failed: ") + e.what());
+      fail_all(std::string("generation failed: ") + without_backtrace(e));
     }
   }
   fail_all("the server shut down before the request finished");
@@ -187,7 +196,7 @@ bool Engine::fits(const Waiting& candidate) const {
   int64_t rows = 1, longest = static_cast<int64_t>(candidate.request.prompt.size());
   int64_t reserve = candidate.request.max_tokens - 1;
   auto count = [&](const Row& row) {
-    if (row.done || row.state->cancelled()) return;
+    if (row.done) return;  // a cancelled row still holds its place until the next re-layout
     ++rows;
     longest = std::max(longest, row.length);
     reserve = std::max(reserve, row.remaining());
@@ -267,7 +276,7 @@ void Engine::step() {
       std::unique_ptr<Row> row = prefill(std::move(next));
       if (!row->done) joining_.push_back(std::move(row));
     } catch (const std::exception& e) {
-      end_request(*state, "abort", std::string("generation failed: ") + e.what());  // this request only
+      end_request(*state, "abort", std::string("generation failed: ") + without_backtrace(e));  // this request only
     }
   }
   // Rows that finished leave and joining rows enter: one re-layout of the cache per change.
@@ -321,8 +330,13 @@ void Engine::step() {
   for (int64_t b = 0; b < B; ++b) {
     Row& row = *rows_[b];
     row.length += 1;
-    const int64_t token = choose_next_tokens(logits.narrow(0, b, 1), row.request.sampling, row.generator).item<int64_t>();
-    row.done = emit(row, token);
+    try {
+      const int64_t token = choose_next_tokens(logits.narrow(0, b, 1), row.request.sampling, row.generator).item<int64_t>();
+      row.done = emit(row, token);
+    } catch (const std::exception& e) {
+      row.done = true;  // this row's sampling failed: it ends alone
+      end_request(*row.state, "abort", std::string("generation failed: ") + without_backtrace(e));
+    }
   }
   std::lock_guard<std::mutex> lock(mutex_);
   stats_.decode_steps += 1;

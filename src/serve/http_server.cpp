@@ -20,12 +20,14 @@ int64_t unix_time() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// Bodies may quote what a client sent (a URL-decoded path, a JSON parse error): invalid UTF-8 is
+// replaced, never thrown on (an exception in httplib's error handler would end the process).
+std::string dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 void send_error(httplib::Response& res, const ApiError& error) {
   res.status = error.status;
-  res.set_content(error_body(error.status, error.what(), error.param, error.code).dump(), "application/json");
+  res.set_content(dump(error_body(error.status, error.what(), error.param, error.code)), "application/json");
 }
-
-std::string dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 // Results so far of each choice of a request; each choice's state is polled in turn.
 struct Collected {
@@ -118,7 +120,7 @@ void ApiServer::add_routes() {
     if (res.status == 404) message = "no route " + req.method + " " + req.path;
     if (res.status == 413) message = "the request body is larger than the server's limit of " + std::to_string(options_.max_body_bytes) + " bytes";
     if (res.status == 405) message = req.method + " is not allowed on " + req.path;
-    res.set_content(error_body(res.status, message).dump(), "application/json");
+    res.set_content(dump(error_body(res.status, message)), "application/json");
   });
   server_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr error) {
     std::string message = "internal error";

@@ -218,8 +218,9 @@ ApiRequest parse_api_request(const std::string& text, bool chat, const ModelCata
 
   CompletionRequest common;
   common.adapter = adapter;
-  if (present(body, "temperature")) common.sampling.temperature = number(body, "temperature", 0, 2);
-  else common.sampling.temperature = 1.0;  // OpenAI's default
+  common.sampling.temperature = present(body, "temperature") ? number(body, "temperature", 0, 2) : 1.0;  // OpenAI's default
+  // As vLLM: below 1e-5 the distribution is greedy in all but name (and 1/T would overflow).
+  if (common.sampling.temperature < 1e-5) common.sampling.temperature = 0;
   if (present(body, "top_p")) common.sampling.top_p = number(body, "top_p", 0, 1, /*low_open=*/true);
   if (present(body, "top_k")) {  // vLLM's extension: -1 (or 0) = all
     const int64_t k = integer(body, "top_k", -1, std::numeric_limits<int32_t>::max());
@@ -267,8 +268,10 @@ ApiRequest parse_api_request(const std::string& text, bool chat, const ModelCata
       CompletionRequest one = common;
       one.prompt = prompt;
       one.stream = static_cast<uint64_t>(choice);
-      // OpenAI's defaults: 16 tokens for completions, the rest of the context for chat (as vLLM).
-      one.max_tokens = max_given ? max_tokens : (chat ? room : std::min<int64_t>(16, room));
+      // OpenAI's defaults: 16 tokens for completions, the rest of the context for chat (as vLLM), but
+      // never more than the server's KV cache budget could hold.
+      const int64_t cache_room = catalog.kv_cache_tokens - static_cast<int64_t>(prompt.size()) + 1;
+      one.max_tokens = max_given ? max_tokens : std::max<int64_t>(1, std::min(chat ? room : std::min<int64_t>(16, room), cache_room));
       request.choices.push_back(std::move(one));
     }
   }

@@ -19,6 +19,7 @@ struct ModelCatalog {
   std::vector<std::string> adapters;  // index = AdapterSet index
   int64_t created = 0;                // Unix time the server started
   int64_t context = 0;                // max_position_embeddings
+  int64_t kv_cache_tokens = 0;        // the engine's budget: caps the default max_tokens
 
   // -1 for the base; throws ApiError 404 for an unknown name.
   int resolve(const std::string& name) const;

@@ -67,7 +67,7 @@ async function metrics(url) {
 async function post(url, route, body, headers = {}) {
   const response = await fetch(`${url}${route}`, { method: "POST",
     headers: { "Content-Type": "application/json", Authorization: `Bearer ${KEY}`, ...headers },
-    body: typeof body === "string" ? body : JSON.stringify(body) });
+    body: typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body) });
   let json = null;
   try { json = await response.json(); } catch { /* not JSON: the check below fails */ }
   return { status: response.status, json };
@@ -200,6 +200,8 @@ async function main() {
       ["chat with a bad role", "/v1/chat/completions", { model: "lora", messages: [{ role: "wizard", content: "x" }] }, 400],
       ["oversized body", "/v1/completions", JSON.stringify({ model: "base", prompt: "x".repeat(70000) }), 413],
       ["unknown route", "/v1/embeddings", { model: "base", input: "x" }, 404],
+      ["invalid UTF-8 in the body", "/v1/completions", Buffer.from([...Buffer.from('{"model":"base","prompt":"'), 0xff, ...Buffer.from('"}')]), 400],
+      ["an unknown path that is not UTF-8", "/x%FF", {}, 404],
     ];
     for (const [label, route, body, status] of cases) {
       const response = await post(server.url, route, body);
@@ -210,6 +212,8 @@ async function main() {
     const wrongKey = await post(server.url, "/v1/completions", { model: "base", prompt: "x" }, { Authorization: "Bearer wrong" });
     check("requests without the API key get 401", noKey.status === 401 && wrongKey.status === 401 && noKey.json.error.code === "invalid_api_key");
     check("GET /health needs no key", (await fetch(`${server.url}/health`)).status === 200);
+    const tiny = await client.completions.create({ model: "base", prompt: PROMPTS[0], max_tokens: MAX_TOKENS, temperature: 1e-45 });
+    check("a temperature below 1e-5 is greedy", tiny.choices[0].text === want.base.prompt[0]);
     const still = await client.completions.create({ model: "base", prompt: PROMPTS[0], max_tokens: MAX_TOKENS, temperature: 0 });
     check("the server answers after the bad requests", still.choices[0].text === want.base.prompt[0]);
 
@@ -263,6 +267,9 @@ async function main() {
     const limited = statuses.filter((s) => s.status === 429);
     check("beyond --max-queue requests get 429", limited.length >= 1 && limited[0].json.error.type === "rate_limit_error" &&
       statuses.every((s) => s.status === 200 || s.status === 429), JSON.stringify(statuses.map((s) => s.status)));
+    const chatDefault = await post(small.url, "/v1/chat/completions", { model: "lora", messages: [{ role: "user", content: "hi" }], temperature: 0 });
+    check("chat's default max_tokens fits the KV cache budget", chatDefault.status === 200 &&
+      chatDefault.json.usage.prompt_tokens + chatDefault.json.usage.completion_tokens <= 129, JSON.stringify(chatDefault.json?.usage ?? chatDefault.json));
     const tooBig = await post(small.url, "/v1/completions", { model: "base", prompt: PROMPTS[0], max_tokens: 200 });
     check("a request larger than the KV cache budget gets 400", tooBig.status === 400, JSON.stringify(tooBig.json));
     const after = await post(small.url, "/v1/completions", { model: "base", prompt: PROMPTS[0], max_tokens: MAX_TOKENS, temperature: 0 });
