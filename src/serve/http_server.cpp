@@ -69,6 +69,8 @@ ApiServer::ApiServer(Engine& engine, const ModelCatalog& catalog, const Pretrain
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(options_.max_body_bytes);
   server_->set_tcp_nodelay(true);
+  // httplib closes a connection after 5 requests by default; clients keep theirs open far longer.
+  server_->set_keep_alive_max_count(1000);
   // httplib's default adds SO_REUSEPORT, which lets a second server share a port already in use
   // (and take some of its connections); SO_REUSEADDR alone still allows a quick restart.
   server_->set_socket_options([](socket_t sock) {

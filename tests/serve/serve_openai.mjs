@@ -38,7 +38,11 @@ function startServer(extra = []) {
     proc.stderr.on("data", (chunk) => {
       log += chunk;
       const match = log.match(/listening on (http:\/\/[\d.]+:\d+)/);
-      if (match) resolve({ proc, exited, url: match[1], log: () => log });
+      if (match) {
+        const server = { proc, exited, url: match[1], log: () => log };
+        servers.push(server);
+        resolve(server);
+      }
     });
     exited.then(({ code }) => reject(new Error(`remora serve exited with ${code}: ${log}`)));
   });
@@ -293,8 +297,12 @@ async function main() {
   }
 }
 
+let servers = [];  // for the diagnosis of a failure
 main()
-  .catch((error) => check("the test ran to the end", false, error.stack))
+  .catch((error) => {
+    check("the test ran to the end", false, error.stack);
+    for (const server of servers) console.log(`server ${server.url} (exit ${server.proc.exitCode}, signal ${server.proc.signalCode}) log:\n${server.log().slice(-3000)}`);
+  })
   .finally(() => {
     console.log(`${passed} passed, ${failed} failed`);
     process.exit(failed ? 1 : 0);

@@ -2,6 +2,7 @@
 // as each row does alone.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "adapter_test_util.h"
@@ -22,7 +23,10 @@ constexpr int64_t kNewTokens = 5;
 class ServeBatch : public ::testing::TestWithParam<at::ScalarType> {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / "serve_batch_test";
+    // One folder per test and dtype: ctest runs them in parallel.
+    std::string name = std::string("serve_batch_") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '_');
+    dir_ = fs::path(::testing::TempDir()) / name;
     fs::remove_all(dir_);
     // One saved adapter per method, and ReMix routing per sequence, each with a non-zero B.
     for (size_t i = 0; i < configs().size(); ++i) {
