@@ -2,6 +2,7 @@
 #include "core/json_input.h"
 
 #include "core/error.h"
+#include "tokenizer/utf8.h"
 
 namespace remora {
 namespace {
@@ -45,7 +46,7 @@ std::string describe(const nlohmann::json& value) {
   const std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (text.size() <= 80) return text;
   size_t cut = 80;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+  while (cut > 0 && utf8::is_continuation(text[cut])) --cut;  // not inside a character
   return text.substr(0, cut) + "...";
 }
 

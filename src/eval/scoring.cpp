@@ -35,7 +35,7 @@ std::string_view python_strip(std::string_view text) {
   while (end > begin) {
     // Step back to the start of the last code point.
     size_t start = end - 1;
-    while (start > begin && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
+    while (start > begin && utf8::is_continuation(text[start])) --start;
     size_t next = start;
     if (!is_python_space(utf8::next(text, next)) || next != end) break;
     end = start;

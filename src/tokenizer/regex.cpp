@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "tokenizer/utf8.h"
 
 namespace remora {
 
@@ -71,7 +72,7 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
       // Empty match: step over one whole character.
       if (begin >= text.size()) break;
       start = begin + 1;
-      while (start < text.size() && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) ++start;
+      while (start < text.size() && utf8::is_continuation(text[start])) ++start;
       continue;
     }
     matches.emplace_back(begin, end);
@@ -106,7 +107,7 @@ std::vector<Regex::Match> Regex::find_all_groups(std::string_view text) const {
       if (options == 0 || start >= text.size()) break;
       options = 0;
       ++start;
-      while (start < text.size() && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) ++start;
+      while (start < text.size() && utf8::is_continuation(text[start])) ++start;
       continue;
     }
     if (rc < 0) fail_match(rc, impl_->where);

@@ -18,6 +18,9 @@ inline size_t sequence_length(unsigned char lead) {
   return 1;
 }
 
+// True for the bytes 10xxxxxx that continue a multi-byte sequence (never where a character starts).
+inline bool is_continuation(unsigned char byte) { return (byte & 0xC0) == 0x80; }
+
 // Decodes the code point at text[pos] and advances pos; invalid input yields U+FFFD and one byte.
 char32_t next(std::string_view text, size_t& pos);
 

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "tokenizer/jinja/limits.h"
+#include "tokenizer/utf8.h"
 
 namespace remora::jinja {
 namespace {
@@ -80,7 +81,7 @@ Array as_list(const Value& v, const std::string& where) {
     const std::string& s = v.as_string();
     for (size_t i = 0; i < s.size();) {
       size_t n = 1;
-      while (i + n < s.size() && (static_cast<unsigned char>(s[i + n]) & 0xC0) == 0x80) ++n;
+      while (i + n < s.size() && utf8::is_continuation(s[i + n])) ++n;
       chars.push_back(Value(s.substr(i, n)));
       i += n;
     }
