@@ -38,63 +38,57 @@ void AdaptedModel::attach(uint64_t seed) {
   const ModelConfig& mc = model_->config();
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
 
-  for (int64_t i = 0; i < mc.num_layers; ++i) {
-    auto layer = model_->model->layers[i]->as<DecoderLayer>();
-    const std::vector<std::pair<std::string, std::shared_ptr<ProjectionBlock>>> blocks = {
-        {"self_attn", layer->self_attn}, {"mlp", layer->mlp}};
-    for (const auto& [block_name, block] : blocks) {
-      const std::string block_path = "model.layers." + std::to_string(i) + "." + block_name;
-      std::shared_ptr<BlockRouting> block_routing;
-      AdapterMethod block_method = AdapterMethod::kLora;
-      int64_t block_experts = 0;
-      bool adapted_here = false;
-      for (const auto& name : block->projection_names()) {
-        const std::string path = block_path + "." + name;
-        const auto spec = config_.spec_for(path, i);
-        if (!spec) continue;
-        auto base_linear = std::dynamic_pointer_cast<Linear>(block->projection(name));
-        REMORA_CHECK(base_linear, path, " is already adapted");
-        std::shared_ptr<Router> own_router;
-        if (routes_per_block(spec->method)) {
-          if (block_routing && (block_method != spec->method || block_experts != spec->num_experts)) {
-            fail(path, ": the projections of one block share its router, so they need the same "
-                 "block-routed method and expert count (", method_name(block_method), " with ",
-                 block_experts, " experts is already set up here)");
-          }
-          block_method = spec->method;
-          block_experts = spec->num_experts;
-          if (!block_routing) {
-            auto router = make_router(*spec, config_, mc.hidden_size);
-            router->initialize(config_.router_init_std, generator);
-            router->to(base_linear->weight.device());
-            block->register_module("router", router);
-            registered_routers_.push_back(block);
-            block_routing = std::make_shared<BlockRouting>(router, config_.routing, &state_,
-                                                           block_path + ".router");
-            block_routers_.push_back(block_routing);
-          }
-        } else if (is_routed(spec->method)) {
-          own_router = make_router(*spec, config_, base_linear->in_features());
-          own_router->initialize(config_.router_init_std, generator);
-          own_router->to(base_linear->weight.device());
+  for (const auto& [block_path, i, block] : model_->projection_blocks()) {
+    std::shared_ptr<BlockRouting> block_routing;
+    AdapterMethod block_method = AdapterMethod::kLora;
+    int64_t block_experts = 0;
+    bool adapted_here = false;
+    for (const auto& name : block->projection_names()) {
+      const std::string path = block_path + "." + name;
+      const auto spec = config_.spec_for(path, i);
+      if (!spec) continue;
+      auto base_linear = std::dynamic_pointer_cast<Linear>(block->projection(name));
+      REMORA_CHECK(base_linear, path, " is already adapted");
+      std::shared_ptr<Router> own_router;
+      if (routes_per_block(spec->method)) {
+        if (block_routing && (block_method != spec->method || block_experts != spec->num_experts)) {
+          fail(path, ": the projections of one block share its router, so they need the same "
+               "block-routed method and expert count (", method_name(block_method), " with ",
+               block_experts, " experts is already set up here)");
         }
-        auto adapted = std::make_shared<RoutedLoraLinear>(
-            base_linear, *spec, adapter_scale(*spec), config_.lora_dropout, own_router,
-            routes_per_block(spec->method) ? block_routing : nullptr, &state_, path, generator);
-        block->replace_projection(name, adapted);
-        slots_.emplace_back(block, name);
-        adapted_.push_back(adapted);
-        adapted_here = true;
+        block_method = spec->method;
+        block_experts = spec->num_experts;
+        if (!block_routing) {
+          auto router = make_router(*spec, config_, mc.hidden_size);
+          router->initialize(config_.router_init_std, generator);
+          router->to(base_linear->weight.device());
+          block->register_module("router", router);
+          registered_routers_.push_back(block);
+          block_routing = std::make_shared<BlockRouting>(router, config_.routing, &state_,
+                                                         block_path + ".router");
+          block_routers_.push_back(block_routing);
+        }
+      } else if (is_routed(spec->method)) {
+        own_router = make_router(*spec, config_, base_linear->in_features());
+        own_router->initialize(config_.router_init_std, generator);
+        own_router->to(base_linear->weight.device());
       }
-      if (adapted_here) {
-        hooked_blocks_.push_back(block);
-        // Every adapted block tells the routers which tokens are real; block routers decide here.
-        block->input_hook = [state = &state_, routing = block_routing](const at::Tensor& x,
-                                                                       const ForwardContext& context) {
-          state->token_mask = context.token_mask;
-          if (routing) routing->on_block_input(x, context);
-        };
-      }
+      auto adapted = std::make_shared<RoutedLoraLinear>(
+          base_linear, *spec, adapter_scale(*spec), config_.lora_dropout, own_router,
+          routes_per_block(spec->method) ? block_routing : nullptr, &state_, path, generator);
+      block->replace_projection(name, adapted);
+      slots_.emplace_back(block, name);
+      adapted_.push_back(adapted);
+      adapted_here = true;
+    }
+    if (adapted_here) {
+      hooked_blocks_.push_back(block);
+      // Every adapted block tells the routers which tokens are real; block routers decide here.
+      block->input_hook = [state = &state_, routing = block_routing](const at::Tensor& x,
+                                                                     const ForwardContext& context) {
+        state->token_mask = context.token_mask;
+        if (routing) routing->on_block_input(x, context);
+      };
     }
   }
   for (auto& t : adapter_parameters()) t.set_requires_grad(true);

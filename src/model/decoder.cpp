@@ -170,6 +170,17 @@ CausalLM::CausalLM(ModelConfig config, const at::TensorOptions& options) : confi
   inverse_frequencies_ = rope_inverse_frequencies(config_).to(options.device());
 }
 
+std::vector<CausalLM::NamedBlock> CausalLM::projection_blocks() const {
+  std::vector<NamedBlock> blocks;
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    auto layer = model->layers[i]->as<DecoderLayer>();
+    const std::string prefix = "model.layers." + std::to_string(i) + ".";
+    blocks.push_back({prefix + "self_attn", i, layer->self_attn});
+    blocks.push_back({prefix + "mlp", i, layer->mlp});
+  }
+  return blocks;
+}
+
 namespace {
 
 // [B, 1, 1, T, S]: key s is visible to query t (absolute index past + t) if it is a real token,

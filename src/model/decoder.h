@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/config.h"
 #include "model/kv_cache.h"
@@ -132,6 +133,15 @@ class CausalLM : public torch::nn::Module {
 
   std::shared_ptr<DecoderBody> model;
   std::shared_ptr<Linear> lm_head;  // nullptr when tie_word_embeddings
+
+  // A block adapters attach to: its HF path ("model.layers.3.mlp"), layer index and module.
+  struct NamedBlock {
+    std::string path;
+    int64_t layer;
+    std::shared_ptr<ProjectionBlock> block;
+  };
+  // Every layer's attention and MLP blocks, in layer order.
+  std::vector<NamedBlock> projection_blocks() const;
 
  private:
   ModelConfig config_;

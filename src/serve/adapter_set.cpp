@@ -108,39 +108,31 @@ void AdapterSet::install() {
       routing_at[path.substr(0, path.rfind('.'))].emplace_back(a, routing);
     }
   }
-  const int64_t layers = base_->config().num_layers;
-  for (int64_t i = 0; i < layers; ++i) {
-    auto layer = base_->model->layers[i]->as<DecoderLayer>();
-    const std::vector<std::pair<std::string, std::shared_ptr<ProjectionBlock>>> blocks = {
-        {"self_attn", layer->self_attn}, {"mlp", layer->mlp}};
-    for (const auto& [block_name, block] : blocks) {
-      const std::string block_path = "model.layers." + std::to_string(i) + "." + block_name;
-      if (!adapted_blocks.count(block_path)) continue;
-      for (const auto& name : block->projection_names()) {
-        const auto found = layers_at.find(block_path + "." + name);
-        if (found == layers_at.end()) continue;
-        auto linear = std::dynamic_pointer_cast<Linear>(block->projection(name));
-        REMORA_CHECK(linear, block_path, ".", name, " is already adapted");
-        block->replace_projection(name, std::make_shared<MultiAdapterProjection>(linear, found->second, &groups_));
-        slots_.emplace_back(block, name, linear);
-      }
-      // Each adapter's routing state and block router see only that adapter's rows.
-      std::vector<std::pair<size_t, std::shared_ptr<BlockRouting>>> routings = routing_at[block_path];
-      std::vector<RoutingState*> states;
-      for (auto& adapter : adapters_) states.push_back(&adapter->routing());
-      block->input_hook = [this, routings, states](const at::Tensor& x, const ForwardContext& context) {
-        for (const auto& group : groups_.groups) {
-          ForwardContext part = group.all_rows ? context : rows_of(context, group.rows);
-          states[group.adapter]->token_mask = part.token_mask;
-          for (const auto& [adapter, routing] : routings) {
-            if (adapter == group.adapter) {
-              routing->on_block_input(group.all_rows ? x : x.index_select(0, group.rows), part);
-            }
+  std::vector<RoutingState*> states;
+  for (auto& adapter : adapters_) states.push_back(&adapter->routing());
+  for (const auto& [block_path, layer, block] : base_->projection_blocks()) {
+    if (!adapted_blocks.count(block_path)) continue;
+    for (const auto& name : block->projection_names()) {
+      const auto found = layers_at.find(block_path + "." + name);
+      if (found == layers_at.end()) continue;
+      auto linear = std::dynamic_pointer_cast<Linear>(block->projection(name));
+      REMORA_CHECK(linear, block_path, ".", name, " is already adapted");
+      block->replace_projection(name, std::make_shared<MultiAdapterProjection>(linear, found->second, &groups_));
+      slots_.emplace_back(block, name, linear);
+    }
+    // Each adapter's routing state and block router see only that adapter's rows.
+    block->input_hook = [this, routings = routing_at[block_path], states](const at::Tensor& x, const ForwardContext& context) {
+      for (const auto& group : groups_.groups) {
+        ForwardContext part = group.all_rows ? context : rows_of(context, group.rows);
+        states[group.adapter]->token_mask = part.token_mask;
+        for (const auto& [adapter, routing] : routings) {
+          if (adapter == group.adapter) {
+            routing->on_block_input(group.all_rows ? x : x.index_select(0, group.rows), part);
           }
         }
-      };
-      hooked_blocks_.push_back(block);
-    }
+      }
+    };
+    hooked_blocks_.push_back(block);
   }
 }
 

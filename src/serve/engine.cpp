@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "eval/generate.h"
 #include "eval/stop_strings.h"
 #include "serve/api_error.h"
 #include "serve/batch_cache.h"
@@ -90,9 +91,10 @@ Engine::~Engine() { shutdown(std::chrono::milliseconds(0)); }
 std::shared_ptr<RequestState> Engine::submit(CompletionRequest request) {
   const int64_t prompt = static_cast<int64_t>(request.prompt.size());
   if (prompt == 0) throw ApiError(400, "the prompt encodes to no tokens", "prompt");
-  const int64_t vocab = models_.model().config().vocab_size;
-  for (const int64_t id : request.prompt) {
-    if (id < 0 || id >= vocab) throw ApiError(400, "token id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(vocab) + ")", "prompt");
+  try {
+    require_in_vocab(request.prompt, models_.model());
+  } catch (const Error& e) {
+    throw ApiError(400, e.what(), "prompt");
   }
   if (request.max_tokens < 1) throw ApiError(400, "max_tokens must be at least 1", "max_tokens");
   if (prompt + request.max_tokens > context_) {
