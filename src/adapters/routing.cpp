@@ -1,6 +1,8 @@
 // RoutingState accumulators and routing capture.
 #include "adapters/routing.h"
 
+#include "core/error.h"
+
 namespace remora {
 
 void RoutingState::reset() {
@@ -29,15 +31,42 @@ void RoutingState::add_pooled_balance(double coef, const at::Tensor& chosen, con
   pool.tokens = pool.tokens + tokens;
 }
 
-at::Tensor PooledBalance::loss() const {
-  at::Tensor count = tokens.clamp_min(1);
-  return coef * chosen.size(0) * ((chosen / count) * (probs / count)).sum();
+at::Tensor PooledBalance::loss(const RoutingState& state) const {
+  std::vector<at::Tensor> counts{chosen.detach().clone(), tokens.detach().clone()};
+  state.sum_statistics(counts);
+  at::Tensor count = counts[1].clamp_min(1);
+  return coef * chosen.size(0) * ((counts[0] / count) * (probs / count)).sum();
 }
 
 at::Tensor RoutingState::auxiliary_loss() const {
   at::Tensor total = aux_loss;
-  for (const auto& [n, pool] : pooled_balance) total = total.defined() ? total + pool.loss() : pool.loss();
+  for (const auto& [n, pool] : pooled_balance) {
+    const at::Tensor loss = pool.loss(*this);
+    total = total.defined() ? total + loss : loss;
+  }
   return total;
+}
+
+void RoutingState::sum_statistics(std::vector<at::Tensor>& statistics) const {
+  if (sum_over_workers) sum_over_workers(statistics);
+}
+
+at::Tensor RoutingState::uniform_noise(int64_t rows, int64_t items, int64_t n) const {
+  auto draw = [&](at::IntArrayRef shape) {
+    return generator ? at::rand(shape, *generator, at::kFloat) : at::rand(shape, at::kFloat);
+  };
+  if (!noise_window) return draw({rows * items, n});
+  const NoiseWindow& window = *noise_window;
+  const int64_t inputs = rows / window.samples, global_items = items == 1 ? 1 : window.global_tokens;
+  REMORA_CHECK(rows % window.samples == 0 && window.first_row + inputs <= window.global_rows && items <= global_items,
+               "routing noise: ", rows, " rows of ", items, " items do not fit the micro-batch window (",
+               window.samples, " samples of ", window.global_rows, " inputs from ", window.first_row, ", ",
+               window.global_tokens, " tokens)");
+  // [samples, rows, items, n] is the order of one process's [samples * rows * items, n] draw.
+  return draw({window.samples, window.global_rows, global_items, n})
+      .narrow(1, window.first_row, inputs)
+      .narrow(2, 0, items)
+      .reshape({rows * items, n});
 }
 
 void Router::initialize(double init_std, at::Generator& generator) {

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -32,6 +33,8 @@ struct RoutingCapture {
   void add(const std::string& site, const Gate& gate, const at::Tensor& valid);
 };
 
+struct RoutingState;
+
 // Switch-style balance statistics of top-k routers with `n` experts, summed over the routers that
 // pool them (spec section 2: coef * n * sum_i f_i P_i over all their tokens).
 struct PooledBalance {
@@ -40,8 +43,10 @@ struct PooledBalance {
   at::Tensor probs;   // [n] sum over tokens of p_i (autograd-connected)
   at::Tensor tokens;  // scalar: real tokens counted
 
-  // coef * n * sum_i f_i P_i with f_i = chosen_i / tokens and P_i = probs_i / tokens.
-  at::Tensor loss() const;
+  // coef * n * sum_i f_i P_i with f_i = chosen_i / tokens and P_i = probs_i / tokens; with several
+  // workers, chosen and tokens are first summed over them (`state`), and the sum of every worker's
+  // loss (its own probs) is then the loss of the whole micro-batch.
+  at::Tensor loss(const RoutingState& state) const;
 };
 
 // Shared by every router of one model. The runner resets it before a forward and reads the
@@ -55,6 +60,21 @@ struct RoutingState {
   std::map<int64_t, PooledBalance> pooled_balance;  // by expert count
   RoutingCapture* capture = nullptr;   // records gates when set
 
+  // Data-parallel training (several workers, each holding part of every micro-batch): sums no-grad
+  // statistics over the workers in place, so that balance losses and SMoRA's bias updates count the
+  // whole micro-batch as one process would. Unset in one process.
+  std::function<void(std::vector<at::Tensor>&)> sum_over_workers;
+  // Where this forward's rows sit in the micro-batch the workers share: ReMix draws the Gumbel noise
+  // of the whole micro-batch [samples, rows, tokens, n] and keeps its own part, so every worker samples
+  // what one process would, and every worker's generator stays in the same state.
+  struct NoiseWindow {
+    int64_t samples = 1;        // M: this forward's rows are M blocks of its inputs
+    int64_t global_rows = 0;    // inputs in the whole micro-batch
+    int64_t first_row = 0;      // this forward's first input in it
+    int64_t global_tokens = 0;  // the whole micro-batch's padded length
+  };
+  std::optional<NoiseWindow> noise_window;
+
   // Clears the accumulators (call before each forward).
   void reset();
   void add_log_prob(const at::Tensor& per_row);
@@ -62,6 +82,12 @@ struct RoutingState {
   void add_pooled_balance(double coef, const at::Tensor& chosen, const at::Tensor& probs, const at::Tensor& tokens);
   // Every balance term of the forward: aux_loss plus the pooled losses; undefined if there is none.
   at::Tensor auxiliary_loss() const;
+  // Sums `statistics` over the workers (sum_over_workers), in place; nothing in one process.
+  void sum_statistics(std::vector<at::Tensor>& statistics) const;
+  // Uniform noise [rows * items, n] for `rows` rows of `items` routed items each (1 for sequence
+  // routing; the padded length for token routing, which in training is at least 2), from `generator`,
+  // cut from the whole micro-batch's noise when noise_window is set.
+  at::Tensor uniform_noise(int64_t rows, int64_t items, int64_t n) const;
 };
 
 // A router maps inputs x [N, d] to a Gate. `valid` [N] bool marks real tokens (padding never counts

@@ -63,6 +63,7 @@ void add_bench_command(CLI::App& app);
 void add_merge_command(CLI::App& app);
 void add_init_adapter_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_launch_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_train_tokenizer_command(CLI::App& app);
 void add_eval_command(CLI::App& app);

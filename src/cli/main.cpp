@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   remora::add_merge_command(app);
   remora::add_init_adapter_command(app);
   remora::add_train_command(app);
+  remora::add_launch_command(app);
   remora::add_tokenize_command(app);
   remora::add_train_tokenizer_command(app);
   remora::add_eval_command(app);

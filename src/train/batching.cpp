@@ -51,4 +51,31 @@ Batch collate(const std::vector<TrainingExample>& examples, const std::vector<si
   return batch;
 }
 
+WorkerShare worker_share(const std::vector<TrainingExample>& examples, const std::vector<size_t>& indices,
+                         int64_t pad_id, int64_t rank, int64_t workers) {
+  WorkerShare share;
+  const int64_t rows = static_cast<int64_t>(indices.size());
+  auto boundary = [&](int64_t r) { return (r * rows + workers - 1) / workers; };  // ceil(r rows / workers)
+  BatchPlacement& place = share.placement;
+  place.first_row = boundary(rank);
+  place.global_rows = rows;
+  for (size_t i : indices) {
+    place.global_tokens = std::max<int64_t>(place.global_tokens, static_cast<int64_t>(examples[i].ids.size()));
+    for (const auto t : examples[i].target) share.global_target_tokens += t;
+  }
+  const std::vector<size_t> mine(indices.begin() + place.first_row, indices.begin() + boundary(rank + 1));
+  if (!mine.empty()) {
+    share.batch = collate(examples, mine, pad_id);
+    return share;
+  }
+  // Every worker runs the same forward (the routers' statistics are summed across workers inside it),
+  // so one without rows runs a row of padding: no token is real, so it adds nothing anywhere.
+  place.first_row = 0;  // (any row's routing noise will do)
+  share.batch.ids = at::full({1, 2}, pad_id, at::kLong);
+  share.batch.attention = at::zeros({1, 2}, at::kLong);
+  share.batch.target_mask = at::zeros({1, 2}, at::kFloat);
+  share.batch.routing_mask = at::zeros({1, 2}, at::kBool);
+  return share;
+}
+
 }  // namespace remora

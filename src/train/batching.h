@@ -25,4 +25,21 @@ std::vector<std::vector<size_t>> plan_epoch(const std::vector<TrainingExample>& 
 
 Batch collate(const std::vector<TrainingExample>& examples, const std::vector<size_t>& indices, int64_t pad_id);
 
+// Where a worker's rows sit in the micro-batch that several workers share.
+struct BatchPlacement {
+  int64_t first_row = 0;      // the worker's first row in the whole micro-batch
+  int64_t global_rows = 0;    // rows of the whole micro-batch
+  int64_t global_tokens = 0;  // the whole micro-batch's padded length
+};
+
+// The part of a micro-batch that worker `rank` of `workers` trains on, when several workers share
+// every micro-batch: contiguous rows, the first workers holding one more when it does not divide.
+struct WorkerShare {
+  Batch batch;  // this worker's rows; one padding row (no token counts) when it has none
+  BatchPlacement placement;
+  int64_t global_target_tokens = 0;  // target tokens of the whole micro-batch
+};
+WorkerShare worker_share(const std::vector<TrainingExample>& examples, const std::vector<size_t>& indices,
+                         int64_t pad_id, int64_t rank, int64_t workers);
+
 }  // namespace remora

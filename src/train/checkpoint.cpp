@@ -80,7 +80,7 @@ void write_checkpoint(const std::string& output_dir, const AdaptedModel* adapted
     // progress.json last: a folder without it is incomplete and ignored.
     const nlohmann::json state = {{"step", progress.step}, {"epoch", progress.epoch},
                                   {"batch_in_epoch", progress.batch_in_epoch}, {"tokens", progress.tokens},
-                                  {"seconds", progress.seconds}};
+                                  {"seconds", progress.seconds}, {"global_batch_size", progress.global_batch_size}};
     write_text_file_atomically((temp / "progress.json").string(), state.dump(2) + "\n");
   });
   auto all = checkpoints(output_dir);
@@ -113,6 +113,7 @@ TrainingProgress read_checkpoint(const std::string& checkpoint, torch::optim::Ad
     progress.batch_in_epoch = state.at("batch_in_epoch").get<int64_t>();
     progress.tokens = state.at("tokens").get<int64_t>();
     progress.seconds = state.at("seconds").get<double>();
+    progress.global_batch_size = state.value("global_batch_size", int64_t{0});  // absent before multi-worker runs
     return progress;
   } catch (const nlohmann::json::exception& e) {
     fail(path, ": not a valid progress record (", e.what(), ")");

@@ -20,6 +20,7 @@ struct TrainingProgress {
   int64_t batch_in_epoch = 0;  // index of the next micro-batch in that epoch's plan
   int64_t tokens = 0;          // input tokens trained on so far
   double seconds = 0;          // training wall time so far
+  int64_t global_batch_size = 0;  // train.batch_size x workers of the run (0: not recorded): the plan's batches
 };
 
 // <output>/checkpoints/step-NNNNNNNN/ holding adapter/ (or model/ for full fine-tuning),

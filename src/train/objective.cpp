@@ -21,16 +21,24 @@ std::pair<at::Tensor, at::Tensor> row_losses(CausalLM& model, const at::Tensor& 
 }
 
 MicroBatchObjective micro_batch_objective(CausalLM& model, AdaptedModel* adapted, const Batch& batch,
-                                          double step_target_tokens, int64_t samples, int64_t micro_batches) {
+                                          double step_target_tokens, int64_t samples, int64_t micro_batches,
+                                          const BatchPlacement* placement) {
   const bool policy = adapted && adapted->has_policy_routers();
   if (!policy) samples = 1;
-  if (adapted) adapted->routing().reset();
+  const int64_t B = batch.ids.size(0);
+  if (adapted) {
+    adapted->routing().reset();
+    const BatchPlacement whole{0, B, batch.ids.size(1)};
+    const BatchPlacement& place = placement ? *placement : whole;
+    adapted->routing().noise_window = RoutingState::NoiseWindow{samples, place.global_rows, place.first_row,
+                                                                place.global_tokens};
+  }
   // ReMix: the M routed samples of each input are rows of one batch (row m B + b is input b).
   auto [sums, tokens] = row_losses(model, batch.ids.repeat({samples, 1}), batch.attention.repeat({samples, 1}),
                                    batch.target_mask.repeat({samples, 1}), batch.routing_mask.repeat({samples, 1}));
+  if (adapted) adapted->routing().noise_window.reset();
   MicroBatchObjective out;
   if (policy) {
-    const int64_t B = batch.ids.size(0);
     at::Tensor per_sample = sums.view({samples, B});
     at::Tensor input_tokens = tokens.view({samples, B})[0];
     RlooObjective rloo = rloo_objective(per_sample / input_tokens.clamp_min(1),

@@ -21,9 +21,12 @@ struct MicroBatchObjective {
 // every micro-batch of the optimizer step, so accumulation gives the same gradient as one big
 // batch. With any ReMix router the batch runs as `samples` x B rows in one forward and the router
 // objective (RLOO or an ablation, adapter.router_objective) weights input b by its share of the
-// step's tokens; balance losses (top-k) are added divided by `micro_batches`.
+// step's tokens; balance losses (top-k) are added divided by `micro_batches`. With several workers,
+// `placement` says where `batch` sits in the micro-batch they share (ReMix then samples the routes one
+// process would) and `step_target_tokens` counts every worker's targets.
 MicroBatchObjective micro_batch_objective(CausalLM& model, AdaptedModel* adapted, const Batch& batch,
-                                          double step_target_tokens, int64_t samples, int64_t micro_batches);
+                                          double step_target_tokens, int64_t samples, int64_t micro_batches,
+                                          const BatchPlacement* placement = nullptr);
 
 // Per-row sums of target-token cross-entropy [R] and target counts [R] (no normalisation).
 // `routing_mask` [R, T]: the tokens sequence-level routers decide from (Batch::routing_mask).

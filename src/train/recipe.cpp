@@ -124,6 +124,20 @@ const std::vector<Field>& fields() {
          }
          r.clip_routers_separately = mode == "auto" ? std::nullopt : std::optional<bool>(mode == "separate");
        }},
+      {"train.backend", "auto", "c10d backend when several workers train (torchrun or remora launch): gloo, "
+       "nccl, or auto (nccl on CUDA, gloo on CPU)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.backend = typed<std::string>(v, w, "auto, gloo or nccl");
+         if (r.backend != "auto" && r.backend != "gloo" && r.backend != "nccl") {
+           fail(w, ": expected auto, gloo or nccl, got '", r.backend, "'");
+         }
+       }},
+      {"train.dist_timeout", "300",
+       "seconds a worker waits for the others (rendezvous, each collective) before it stops with an error",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.dist_timeout = integer_at_least(v, w, 1);
+         REMORA_CHECK(r.dist_timeout <= 86400, w, ": at most 86400 seconds, got ", r.dist_timeout);
+       }},
       {"optim.lr", "2e-4", "peak learning rate (AdamW)",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) {
          r.lr = typed<double>(v, w, "a positive number");
@@ -172,7 +186,7 @@ const std::vector<Field>& fields() {
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.log_every = integer_at_least(v, w, 1); }},
       {"eval.every", "0", "validation loss every N steps (0: only at the end)",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.eval_every = integer_at_least(v, w, 0); }},
-      {"threads", "0", "intra-op CPU threads (0: all cores)",
+      {"threads", "0", "intra-op CPU threads (0: all cores, shared among the workers on one machine)",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) {
          r.threads = integer_at_least(v, w, 0);
          if (r.threads > 0) check_thread_count(r.threads, w);
@@ -276,7 +290,8 @@ nlohmann::json Recipe::to_json() const {
       {"train", {{"steps", steps}, {"epochs", epochs}, {"batch_size", batch_size},
                  {"grad_accum", grad_accum}, {"samples", samples}, {"seed", seed},
                  {"grad_clip", grad_clip},
-                 {"router_clip", !clip_routers_separately ? "auto" : *clip_routers_separately ? "separate" : "joint"}}},
+                 {"router_clip", !clip_routers_separately ? "auto" : *clip_routers_separately ? "separate" : "joint"},
+                 {"backend", backend}, {"dist_timeout", dist_timeout}}},
       {"optim", {{"lr", lr}, {"router_lr", router_lr ? nlohmann::json(*router_lr) : nlohmann::json(nullptr)},
                  {"weight_decay", weight_decay}, {"beta1", beta1}, {"beta2", beta2}, {"eps", eps}}},
       {"schedule", {{"type", schedules[static_cast<int>(schedule)]}, {"warmup_steps", warmup_steps},

@@ -51,6 +51,10 @@ struct Recipe {
   // norm with the adapters'. Default (nullopt): on their own with ReMix routers, whose log Q (and so
   // gradient norm) grows with sequence length; one global norm otherwise, as the baselines' papers.
   std::optional<bool> clip_routers_separately;
+  // Several workers (torchrun or `remora launch`): the c10d backend and how long a worker waits for
+  // the others before it stops with an error (a dead or hung worker, an unreachable rendezvous).
+  std::string backend = "auto";
+  int64_t dist_timeout = 300;
 
   // optim
   double lr = 2e-4;
@@ -72,7 +76,7 @@ struct Recipe {
   // logging and validation
   int64_t log_every = 1;
   int64_t eval_every = 0;  // 0 = only at the end
-  int64_t threads = 0;     // 0 = all cores
+  int64_t threads = 0;     // 0 = all cores (divided among the workers on one machine)
 
   // Reads a YAML file and applies `overrides` ("optim.lr=1e-4"). Throws Error naming the file (or
   // "command line") and the key for unknown keys and bad values; checks required keys and ranges.

@@ -25,6 +25,7 @@
 #include "train/batching.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/distributed.h"
 #include "train/objective.h"
 #include "train/optimizer.h"
 #include "train/progress.h"
@@ -37,26 +38,42 @@ using Clock = std::chrono::steady_clock;
 std::atomic<int> g_stop_signal{0};
 extern "C" void on_stop_signal(int signal) { g_stop_signal = signal; }
 
-// Mean cross-entropy per target token over `data`, routers deterministic.
+// Mean cross-entropy per target token over `data`, routers deterministic; the workers take turns
+// at its batches and sum their totals.
 double validation_loss(CausalLM& model, AdaptedModel* adapted, const Dataset& data, int64_t batch_size,
-                       int64_t pad_id) {
+                       int64_t pad_id, const DataParallelGroup& group) {
   if (data.examples.empty()) return std::nan("");
   if (adapted) adapted->set_training(false);
   model.eval();
   at::NoGradGuard no_grad;
-  double total = 0, tokens = 0;
-  std::vector<size_t> order(data.examples.size());
-  std::iota(order.begin(), order.end(), 0);
-  for (size_t start = 0; start < order.size(); start += batch_size) {
-    std::vector<size_t> indices(order.begin() + start, order.begin() + std::min(order.size(), start + batch_size));
+  std::vector<at::Tensor> totals{at::zeros({2}, at::kDouble)};  // loss, target tokens
+  const size_t stride = static_cast<size_t>(batch_size * group.size());
+  for (size_t start = batch_size * group.rank(); start < data.examples.size(); start += stride) {
+    std::vector<size_t> indices(std::min<size_t>(batch_size, data.examples.size() - start));
+    std::iota(indices.begin(), indices.end(), start);
     Batch batch = collate(data.examples, indices, pad_id);
     auto [sums, counts] = row_losses(model, batch.ids, batch.attention, batch.target_mask, batch.routing_mask);
-    total += sums.sum().item<double>();
-    tokens += counts.sum().item<double>();
+    totals[0][0] += sums.sum().item<double>();
+    totals[0][1] += counts.sum().item<double>();
   }
+  group.sum(totals);
   if (adapted) adapted->set_training(true);
   model.train();
-  return total / std::max(1.0, tokens);
+  return totals[0][0].item<double>() / std::max(1.0, totals[0][1].item<double>());
+}
+
+// Each worker's dropout masks, a function of the step so that a resumed run draws the same ones.
+uint64_t worker_dropout_seed(uint64_t seed, int64_t rank, int64_t step) {
+  return (seed + 2) * 1000003ULL + static_cast<uint64_t>(rank) * 7919ULL + static_cast<uint64_t>(step) * 104729ULL;
+}
+
+// CUDA without an index means one GPU per worker on each machine: cuda:LOCAL_RANK.
+c10::Device worker_device(const std::string& name, const WorkerEnvironment& environment) {
+  c10::Device device = parse_device(name);
+  if (device.is_cuda() && !device.has_index() && environment.world_size > 1) {
+    device = c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(environment.local_rank));
+  }
+  return device;
 }
 
 // metrics.jsonl keeps only the records up to `step` (what a resumed run continues from).
@@ -86,20 +103,31 @@ struct FreshOutputGuard {
 }  // namespace
 
 int run_training(const Recipe& recipe, bool resume) {
-  // From here on an interrupt stops the run at the next step boundary, with a checkpoint.
-  g_stop_signal = 0;
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
-  at::set_num_threads(static_cast<int>(recipe.threads > 0 ? recipe.threads : machine_cores()));
+  // Several workers (torchrun or `remora launch`) share the machine's cores unless told otherwise.
+  const WorkerEnvironment environment = worker_environment();
+  at::set_num_threads(static_cast<int>(
+      recipe.threads > 0 ? recipe.threads : std::max<int64_t>(1, machine_cores() / environment.local_world_size)));
   const fs::path out(recipe.output_dir);
   refuse_output_overlapping_inputs(recipe.output_dir, "output.dir",
                                    {{recipe.model_path, "model.path"}, {recipe.train_file, "data.train"},
                                     {recipe.validation_file, "data.validation"}, {recipe.source, "the recipe"}});
+  const c10::Device device = worker_device(recipe.device, environment);
+  // Joined first, so that a worker failing anywhere below is seen by the others at their next
+  // collective instead of after the timeout.
+  const DataParallelGroup group =
+      DataParallelGroup::join(environment, recipe.backend, device, std::chrono::seconds(recipe.dist_timeout));
+  // From here on an interrupt stops the run at the next step boundary, with a checkpoint (until
+  // here it ends the process: nothing has been written).
+  g_stop_signal = 0;
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  const bool main_worker = group.is_main();  // rank 0 writes every output
+  const int64_t global_batch_size = recipe.batch_size * group.size();
   std::optional<std::string> checkpoint;
   if (resume) {
     checkpoint = latest_checkpoint(recipe.output_dir);
     if (!checkpoint) fail(recipe.output_dir, ": no checkpoint to resume from");
-  } else if (fs::exists(fs::symlink_status(out))) {
+  } else if (main_worker && fs::exists(fs::symlink_status(out))) {
     // Even an empty folder: it may be one the user made for something else.
     if (!recipe.overwrite) fail(recipe.output_dir, ": already exists (set output.overwrite=true or pass --resume)");
     if (!fs::is_directory(fs::symlink_status(out))) fail(recipe.output_dir, ": exists and is not a folder");
@@ -111,7 +139,6 @@ int run_training(const Recipe& recipe, bool resume) {
   const PretrainedTokenizer tokenizer = PretrainedTokenizer::load(recipe.model_path);
   const c10::ScalarType dtype =
       recipe.full_finetune ? at::kFloat : parse_compute_dtype(recipe.model_dtype, recipe.source + ": model.dtype");
-  const c10::Device device = parse_device(recipe.device);
   std::shared_ptr<CausalLM> model =
       load_causal_lm(checkpoint && recipe.full_finetune ? *checkpoint + "/model" : recipe.model_path, dtype, device);
   const ModelConfig& config = model->config();
@@ -134,7 +161,7 @@ int run_training(const Recipe& recipe, bool resume) {
     std::tie(train, validation) = split_validation(std::move(train), recipe.validation_fraction, recipe.seed);
   }
   const DatasetReport& report = train.report;
-  std::cerr << "data: " << train.examples.size() << " training and " << validation.examples.size()
+  if (main_worker) std::cerr << "data: " << train.examples.size() << " training and " << validation.examples.size()
             << " validation examples from " << report.lines << " lines; " << report.truncated
             << " truncated to " << recipe.max_seq_len << " tokens, " << report.dropped_no_target
             << " dropped (no response token left), " << report.skipped_bad_lines << " bad lines skipped\n";
@@ -160,18 +187,33 @@ int run_training(const Recipe& recipe, bool resume) {
   const std::vector<double> peaks = {recipe.lr, recipe.router_lr.value_or(recipe.lr), recipe.lr};
   std::vector<at::Tensor> weights = decayed;  // everything but the routers
   weights.insert(weights.end(), not_decayed.begin(), not_decayed.end());
+  std::vector<at::Tensor> trained = weights;
+  trained.insert(trained.end(), routers.begin(), routers.end());
+  group.broadcast_from_main(trained);  // every worker starts from rank 0's weights
 
   at::Generator routing_generator = at::make_generator<at::CPUGeneratorImpl>(recipe.seed + 1);
-  if (adapted) adapted->routing().generator = routing_generator;
-  at::manual_seed(recipe.seed + 2);  // dropout
+  if (adapted) {
+    adapted->routing().generator = routing_generator;
+    if (group.size() > 1) {
+      adapted->routing().sum_over_workers = [&group](std::vector<at::Tensor>& t) { group.sum(t); };
+    }
+  }
+  at::manual_seed(recipe.seed + 2);  // dropout (several workers reseed every step)
   TrainingProgress progress;
   const fs::path metrics_path = out / "metrics.jsonl";
   FreshOutputGuard fresh_output;
   if (checkpoint) {
     progress = read_checkpoint(*checkpoint, *optimizer, routing_generator);
-    truncate_metrics(metrics_path, progress.step);
-    std::cerr << "resuming from " << *checkpoint << " at step " << progress.step << "\n";
-  } else {
+    if (progress.global_batch_size != 0 && progress.global_batch_size != global_batch_size) {
+      fail(*checkpoint, ": written by a run with ", progress.global_batch_size,
+           " examples per micro-batch (train.batch_size x workers), this one has ", recipe.batch_size, " x ",
+           group.size(), "; resume with train.batch_size x workers = ", progress.global_batch_size);
+    }
+    if (main_worker) {
+      truncate_metrics(metrics_path, progress.step);
+      std::cerr << "resuming from " << *checkpoint << " at step " << progress.step << "\n";
+    }
+  } else if (main_worker) {
     // Everything is checked; only now is an old output folder (overwrite=true) replaced.
     fs::remove_all(out);
     fs::create_directories(out);
@@ -180,16 +222,24 @@ int run_training(const Recipe& recipe, bool resume) {
                                recipe.to_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }
 
-  // Steps.
-  auto plan = plan_epoch(train.examples, recipe.batch_size, recipe.seed, progress.epoch);
+  // Steps. Every worker plans the same micro-batches (of train.batch_size x workers examples) and
+  // trains on its share of each.
+  progress.global_batch_size = global_batch_size;
+  auto plan = plan_epoch(train.examples, global_batch_size, recipe.seed, progress.epoch);
   const int64_t batches_per_epoch = static_cast<int64_t>(plan.size());
   const int64_t total_steps =
       recipe.steps > 0 ? recipe.steps : std::max<int64_t>(1, recipe.epochs * batches_per_epoch / recipe.grad_accum);
-  LineLog metrics(metrics_path.string());
-  ProgressDisplay display(total_steps);
+  std::optional<LineLog> metrics;
+  std::optional<ProgressDisplay> display;
+  if (main_worker) {
+    metrics.emplace(metrics_path.string());
+    display.emplace(total_steps);
+  }
   auto save = [&] {
-    write_checkpoint(recipe.output_dir, adapted.get(), *model, *optimizer, progress, routing_generator,
-                     recipe.keep_last);
+    if (main_worker) {
+      write_checkpoint(recipe.output_dir, adapted.get(), *model, *optimizer, progress, routing_generator,
+                       recipe.keep_last);
+    }
   };
 
   const double seconds_before = progress.seconds;
@@ -197,37 +247,48 @@ int run_training(const Recipe& recipe, bool resume) {
   int64_t tokens_at_start = progress.tokens;
   while (progress.step < total_steps) {
     const auto step_start = Clock::now();
-    std::vector<Batch> micro;
+    if (group.size() > 1) at::manual_seed(worker_dropout_seed(recipe.seed, group.rank(), progress.step));
+    std::vector<WorkerShare> micro;
     for (int64_t i = 0; i < recipe.grad_accum; ++i) {
       if (progress.batch_in_epoch >= static_cast<int64_t>(plan.size())) {
         progress.epoch++;
         progress.batch_in_epoch = 0;
-        plan = plan_epoch(train.examples, recipe.batch_size, recipe.seed, progress.epoch);
+        plan = plan_epoch(train.examples, global_batch_size, recipe.seed, progress.epoch);
       }
-      micro.push_back(collate(train.examples, plan[progress.batch_in_epoch++], pad_id));
+      micro.push_back(worker_share(train.examples, plan[progress.batch_in_epoch++], pad_id, group.rank(), group.size()));
     }
-    // The step's loss is normalised by all its target tokens, not per micro-batch.
+    // The step's loss is normalised by all its target tokens (every worker's), not per micro-batch.
     double step_targets = 0;
-    for (const auto& b : micro) step_targets += b.target_tokens;
+    for (const auto& share : micro) step_targets += share.global_target_tokens;
     const bool log_now = (progress.step + 1) % recipe.log_every == 0 || progress.step + 1 == total_steps;
     RoutingCapture capture;
-    double loss_sum = 0, advantage_spread = 0, mean_log_prob = 0;
-    int64_t step_tokens = 0;
+    // Summed over the workers below: loss, tokens, ReMix's advantage spread and log Q, stop requests.
+    std::vector<at::Tensor> totals{at::zeros({5}, at::kDouble)};
+    auto total = totals[0].accessor<double, 1>();
     for (size_t i = 0; i < micro.size(); ++i) {
-      const Batch& batch = micro[i];
-      step_tokens += batch.attention.sum().item<int64_t>();
-      if (adapted) adapted->routing().capture = (log_now && i == 0) ? &capture : nullptr;
+      const Batch& batch = micro[i].batch;
+      total[1] += batch.attention.sum().item<double>();
+      // Routing statistics in the metrics describe rank 0's rows.
+      if (adapted) adapted->routing().capture = (log_now && i == 0 && main_worker) ? &capture : nullptr;
       MicroBatchObjective objective =
-          micro_batch_objective(*model, adapted.get(), batch, step_targets, recipe.samples, static_cast<int64_t>(micro.size()));
-      loss_sum += objective.loss_sum;
-      advantage_spread += objective.advantage_spread / micro.size();
-      mean_log_prob += objective.mean_log_prob / micro.size();
+          micro_batch_objective(*model, adapted.get(), batch, step_targets, recipe.samples,
+                                static_cast<int64_t>(micro.size()), &micro[i].placement);
+      total[0] += objective.loss_sum;
+      total[2] += objective.advantage_spread / micro.size() / group.size();
+      total[3] += objective.mean_log_prob / micro.size() / group.size();
       objective.objective.backward();
     }
     if (adapted) adapted->routing().capture = nullptr;
-    const double step_loss = loss_sum / step_targets;
+    group.sum_gradients(trained);
+    // Every worker stops at the same step when any was asked to (the launcher signals them all).
+    total[4] = g_stop_signal != 0 ? 1 : 0;
+    group.sum(totals);
+    total = totals[0].accessor<double, 1>();
+    const double step_loss = total[0] / step_targets, advantage_spread = total[2], mean_log_prob = total[3];
+    const auto step_tokens = static_cast<int64_t>(total[1]);
+    const bool stop = total[4] > 0;
     if (!std::isfinite(step_loss)) {
-      display.finish();
+      if (display) display->finish();
       fail("step ", progress.step + 1, ": the loss is ", step_loss,
            "; stopping (the last good checkpoint is kept; lower optim.lr or check the data)");
     }
@@ -260,7 +321,7 @@ int run_training(const Recipe& recipe, bool resume) {
     const double run_tokens_per_second =
         (progress.tokens - tokens_at_start) / std::max(1e-9, progress.seconds - seconds_before);
 
-    if (log_now) {
+    if (log_now && main_worker) {
       nlohmann::json record = {{"step", progress.step}, {"loss", step_loss}, {"lr", peaks[0] * lr_scale},
                                {"grad_norm", std::hypot(norms.weights, norms.routers)}, {"tokens", step_tokens},
                                {"tokens_per_second", step_tokens / std::max(1e-9, step_seconds)},
@@ -289,44 +350,53 @@ int run_training(const Recipe& recipe, bool resume) {
         record["routing"] = layers;
         if (with_entropy > 0) record["router_entropy"] = entropy / with_entropy;
       }
-      metrics.append(record.dump());
-      display.update(progress.step, step_loss, peaks[0] * lr_scale, run_tokens_per_second, progress.seconds);
+      metrics->append(record.dump());
+      display->update(progress.step, step_loss, peaks[0] * lr_scale, run_tokens_per_second, progress.seconds);
     }
     if (recipe.eval_every > 0 && progress.step % recipe.eval_every == 0 && progress.step < total_steps) {
-      const double value = validation_loss(*model, adapted.get(), validation, recipe.batch_size, pad_id);
-      metrics.append(nlohmann::json{{"step", progress.step}, {"validation_loss", value}}.dump());
-      display.message("step " + std::to_string(progress.step) + ": validation loss " + std::to_string(value));
+      const double value = validation_loss(*model, adapted.get(), validation, recipe.batch_size, pad_id, group);
+      if (main_worker) {
+        metrics->append(nlohmann::json{{"step", progress.step}, {"validation_loss", value}}.dump());
+        display->message("step " + std::to_string(progress.step) + ": validation loss " + std::to_string(value));
+      }
     }
-    const bool stop = g_stop_signal != 0;
     if ((recipe.checkpoint_every > 0 && progress.step % recipe.checkpoint_every == 0) || stop) save();
     if (stop) {
-      display.message("stopped by signal " + std::to_string(g_stop_signal.load()) + " at step " +
-                      std::to_string(progress.step) + "; checkpoint saved, continue with --resume");
+      group.barrier();  // no worker reports the stop before the checkpoint is written
+      if (display) {
+        display->message("stopped by a signal at step " + std::to_string(progress.step) +
+                         "; checkpoint saved, continue with --resume");
+      }
       fresh_output.dir.clear();
       return 130;
     }
   }
-  display.finish();
+  if (display) display->finish();
   save();
 
   // Final outputs.
-  const double value = validation_loss(*model, adapted.get(), validation, recipe.batch_size, pad_id);
-  metrics.append(nlohmann::json{{"step", progress.step}, {"validation_loss", value}}.dump());
-  metrics.close();
-  if (adapted) {
-    save_adapter(*adapted, (out / "adapter").string(), /*overwrite=*/true);
-  } else {
-    replace_folder_atomically((out / "model").string(), /*overwrite=*/true, [&](const std::string& temp) {
-      save_hf_checkpoint(*model, temp);
-      copy_companion_files(recipe.model_path, temp);
-    });
+  const double value = validation_loss(*model, adapted.get(), validation, recipe.batch_size, pad_id, group);
+  if (main_worker) {
+    metrics->append(nlohmann::json{{"step", progress.step}, {"validation_loss", value}}.dump());
+    metrics->close();
+    if (adapted) {
+      save_adapter(*adapted, (out / "adapter").string(), /*overwrite=*/true);
+    } else {
+      replace_folder_atomically((out / "model").string(), /*overwrite=*/true, [&](const std::string& temp) {
+        save_hf_checkpoint(*model, temp);
+        copy_companion_files(recipe.model_path, temp);
+      });
+    }
   }
+  group.barrier();  // every worker exits 0 only once the outputs are written
+  fresh_output.dir.clear();
+  if (!main_worker) return 0;
   const double run_seconds = progress.seconds - seconds_before;
   std::cerr << "done: " << progress.step << " steps in " << run_seconds << " s this run, "
             << (progress.tokens - tokens_at_start) / std::max(1e-9, run_seconds) << " tokens/s, peak memory "
             << peak_resident_mib() << " MiB; validation loss " << value << "; wrote "
-            << (out / (adapted ? "adapter" : "model")).string() << "\n";
-  fresh_output.dir.clear();
+            << (out / (adapted ? "adapter" : "model")).string()
+            << (group.size() > 1 ? " (" + std::to_string(group.size()) + " workers; memory is rank 0's)" : "") << "\n";
   return 0;
 }
 

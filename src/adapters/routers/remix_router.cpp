@@ -24,8 +24,7 @@ Gate RemixRouter::route(const at::Tensor& x, const at::Tensor& valid, int64_t ro
     // Gumbel-top-k: the top k of log q + Gumbel noise, in order, is a sample of k experts drawn
     // one after another without replacement from q.
     // Noise is drawn on the CPU (the state's generator is a CPU one) and moved to the router's device.
-    at::Tensor uniform = state.generator ? at::rand(log_q.sizes(), *state.generator, at::kFloat)
-                                         : at::rand(log_q.sizes(), at::kFloat);
+    at::Tensor uniform = state.uniform_noise(rows, log_q.size(0) / rows, log_q.size(1));
     at::Tensor gumbel = -at::log(-at::log(uniform.clamp(1e-20, 1.0 - 1e-7))).to(log_q.device());
     selected = std::get<1>((log_q.detach() + gumbel).topk(k_, -1, /*largest=*/true, /*sorted=*/true));
   } else {

@@ -35,6 +35,8 @@ Gate SmoraRouter::route(const at::Tensor& x, const at::Tensor& valid, int64_t, R
     at::NoGradGuard no_grad;
     at::Tensor picks = selected.index({valid}).flatten();
     at::Tensor load = at::bincount(picks, {}, balance_bias.size(0)).to(at::kFloat);  // c_i
+    std::vector<at::Tensor> loads{load};
+    state.sum_statistics(loads);  // with several workers: the whole micro-batch's load
     balance_bias.add_(bias_rate_ * at::sign(load.mean() - load));
   }
   // Statistics (entropy) describe the router's own scores s, without the balancing bias.

@@ -22,7 +22,7 @@ Gate TopkRouter::route(const at::Tensor& x, const at::Tensor& valid, int64_t, Ro
     if (scope_ == BalanceLossScope::kPooled) {
       state.add_pooled_balance(balance_coef_, chosen, prob_sum, tokens);
     } else {
-      state.add_aux_loss(PooledBalance{balance_coef_, chosen, prob_sum, tokens}.loss());  // this layer alone
+      state.add_aux_loss(PooledBalance{balance_coef_, chosen, prob_sum, tokens}.loss(state));  // this layer alone
     }
   }
   return {weights, probs, selected};
