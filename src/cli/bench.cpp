@@ -8,9 +8,15 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "cli/common.h"
 #include "core/dtype.h"
@@ -34,6 +40,7 @@ struct BenchOptions {
   std::string recipe;                  // --recipe: time training instead of inference
   std::vector<std::string> overrides;  // recipe key=value
   int64_t steps = 20;                  // training steps timed (after 3 warm-up steps)
+  int64_t nproc = 1;                   // --nproc: also time this many single-thread workers
 };
 
 using Clock = std::chrono::steady_clock;
@@ -100,41 +107,108 @@ void bench_inference(const BenchOptions& options, double bf16, double fp32, nloh
             << result["decode_tokens_per_second"].get<double>() << " tokens/s\n";
 }
 
+constexpr int64_t kWarmupSteps = 3;
+
+// Input tokens and seconds of the timed steps (after the warm-up) in a run's metrics.jsonl.
+std::pair<double, double> timed_tokens(const std::filesystem::path& metrics_path) {
+  double tokens = 0, seconds = 0;
+  std::ifstream metrics(metrics_path);
+  for (std::string line; std::getline(metrics, line);) {
+    const auto record = nlohmann::json::parse(line);
+    if (!record.contains("tokens") || record["step"].get<int64_t>() <= kWarmupSteps) continue;
+    tokens += record["tokens"].get<double>();
+    seconds += record["tokens"].get<double>() / record["tokens_per_second"].get<double>();
+  }
+  REMORA_CHECK(seconds > 0, metrics_path.string(), ": no timed steps recorded");
+  return {tokens, seconds};
+}
+
+// A port on the loopback interface that nothing listens on now, for a benchmark's rendezvous.
+int64_t free_loopback_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof(address);
+  const bool ok = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&address), size) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0;
+  if (fd >= 0) close(fd);
+  REMORA_CHECK(ok, "bench: cannot find a free loopback port: ", std::strerror(errno));
+  return ntohs(address.sin_port);
+}
+
+// Runs `remora launch --nproc-per-node workers -- train RECIPE overrides` and waits for it.
+void run_launched(const std::string& recipe, const std::vector<std::string>& overrides, int64_t workers) {
+  std::vector<std::string> arguments = {"remora", "launch", "--nproc-per-node", std::to_string(workers),
+                                        "--master-port", std::to_string(free_loopback_port()), "--", "train", recipe};
+  arguments.insert(arguments.end(), overrides.begin(), overrides.end());
+  const std::string executable = std::filesystem::read_symlink("/proc/self/exe").string();
+  const pid_t pid = fork();
+  REMORA_CHECK(pid >= 0, "bench: cannot start the workers: ", std::strerror(errno));
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (auto& a : arguments) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(executable.c_str(), argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  REMORA_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "bench: the ", workers, "-worker training run failed");
+}
+
 // Runs the recipe for warm-up + `steps` steps into a scratch folder and reads its metrics. Model
 // FLOPs per token: forward x 2 with a frozen base (forward, and backward to the activations only),
-// x 3 when every weight trains; ReMix runs each input M times.
+// x 3 when every weight trains; ReMix runs each input M times. With --nproc N, the same micro-batches
+// also run on N workers of one thread each (train.batch_size each), against one worker of N threads
+// (train.batch_size x N): the scaling efficiency is the ratio of their throughputs.
 void bench_training(const BenchOptions& options, double bf16, double fp32, nlohmann::json& result) {
   namespace fs = std::filesystem;
-  constexpr int64_t kWarmup = 3;
+  REMORA_CHECK(options.nproc >= 1 && options.nproc <= machine_cores(), "--nproc: expected 1 to ", machine_cores(),
+               " (the machine's cores), got ", options.nproc);
   const fs::path scratch = fs::temp_directory_path() / ("remora-bench-" + std::to_string(::getpid()));
+  const fs::path workers_scratch = scratch.string() + "-workers";
   std::vector<std::string> overrides = options.overrides;
-  for (const std::string& fixed : {"output.dir=" + scratch.string(), std::string("output.overwrite=true"),
-                                   "train.steps=" + std::to_string(options.steps + kWarmup),
+  for (const std::string& fixed : {std::string("output.overwrite=true"),
+                                   "train.steps=" + std::to_string(options.steps + kWarmupSteps),
                                    std::string("output.checkpoint_every=0"), std::string("eval.every=0"),
                                    std::string("log.every=1"), std::string("data.validation_fraction=0")}) {
     overrides.push_back(fixed);
   }
-  const Recipe recipe = Recipe::load(options.recipe, overrides);
+  const Recipe per_worker = Recipe::load(options.recipe, overrides);
+  std::vector<std::string> single = overrides;
+  single.push_back("output.dir=" + scratch.string());
+  if (options.nproc > 1) {
+    single.push_back("threads=" + std::to_string(options.nproc));
+    single.push_back("train.batch_size=" + std::to_string(per_worker.batch_size * options.nproc));
+  }
+  const Recipe recipe = Recipe::load(options.recipe, single);
   const ModelConfig config = ModelConfig::load(recipe.model_path);
+  std::pair<double, double> workers_timed;
   try {
-    // REMORA_PROFILE=trace.json records every op of the run (chrome://tracing format).
-    const char* profile = std::getenv("REMORA_PROFILE");
-    std::unique_ptr<torch::autograd::profiler::RecordProfile> recorder;
-    if (profile) recorder = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(profile));
-    run_training(recipe, false);
+    {
+      // REMORA_PROFILE=trace.json records every op of the run (chrome://tracing format).
+      const char* profile = std::getenv("REMORA_PROFILE");
+      std::unique_ptr<torch::autograd::profiler::RecordProfile> recorder;
+      if (profile) recorder = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(profile));
+      run_training(recipe, false);
+    }
+    if (options.nproc > 1) {
+      std::vector<std::string> launched = overrides;
+      launched.push_back("output.dir=" + workers_scratch.string());
+      launched.push_back("threads=1");
+      run_launched(options.recipe, launched, options.nproc);
+      workers_timed = timed_tokens(workers_scratch / "metrics.jsonl");
+    }
   } catch (...) {
     fs::remove_all(scratch);
+    fs::remove_all(workers_scratch);
     throw;
   }
-  double tokens = 0, seconds = 0;
-  std::ifstream metrics(scratch / "metrics.jsonl");
-  for (std::string line; std::getline(metrics, line);) {
-    const auto record = nlohmann::json::parse(line);
-    if (!record.contains("tokens") || record["step"].get<int64_t>() <= kWarmup) continue;
-    tokens += record["tokens"].get<double>();
-    seconds += record["tokens"].get<double>() / record["tokens_per_second"].get<double>();
-  }
+  const auto [tokens, seconds] = timed_tokens(scratch / "metrics.jsonl");
   fs::remove_all(scratch);
+  fs::remove_all(workers_scratch);
   const bool remix = !recipe.full_finetune && recipe.adapter.uses(AdapterMethod::kRemix);
   const double samples = remix ? static_cast<double>(recipe.samples) : 1.0;
   const double mean_length = tokens / (options.steps * recipe.batch_size * recipe.grad_accum);
@@ -145,10 +219,19 @@ void bench_training(const BenchOptions& options, double bf16, double fp32, nlohm
   result["train_rows_per_token"] = samples;
   result["train_model_gflops"] = flops / seconds / 1e9;
   result["train_gemm_fraction"] = flops / seconds / reference;
-  std::cout << "training " << options.recipe << " (" << options.steps << " steps after " << kWarmup
-            << " warm-up): " << tokens / seconds << " input tokens/s (x" << samples << " rows), "
-            << flops / seconds / 1e9 << " model GFLOP/s = " << 100 * flops / seconds / reference
-            << "% of GEMM throughput\n";
+  std::cout << "training " << options.recipe << " (" << options.steps << " steps after " << kWarmupSteps
+            << " warm-up";
+  if (options.nproc > 1) std::cout << ", 1 worker of " << options.nproc << " threads";
+  std::cout << "): " << tokens / seconds << " input tokens/s (x" << samples << " rows), " << flops / seconds / 1e9
+            << " model GFLOP/s = " << 100 * flops / seconds / reference << "% of GEMM throughput\n";
+  if (options.nproc > 1) {
+    const double rate = workers_timed.first / workers_timed.second;
+    result["train_workers"] = options.nproc;
+    result["train_workers_tokens_per_second"] = rate;
+    result["train_scaling_efficiency"] = rate / (tokens / seconds);
+    std::cout << "  " << options.nproc << " workers of 1 thread (c10d): " << rate
+              << " input tokens/s, scaling efficiency " << rate / (tokens / seconds) << "\n";
+  }
 }
 
 void run_bench(const BenchOptions& options) {
@@ -185,6 +268,10 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--recipe", options->recipe, "time training with this recipe YAML");
   command->add_option("--steps", options->steps, "training steps to time (after 3 warm-up steps)")
+      ->capture_default_str();
+  command->add_option("--nproc", options->nproc,
+                      "with --recipe: also train on N workers of one thread (remora launch) and report the "
+                      "scaling efficiency against one worker of N threads")
       ->capture_default_str();
   command->add_option("overrides", options->overrides, "recipe overrides key=value (with --recipe)");
   command->callback([options] { run_bench(*options); });

@@ -1,6 +1,7 @@
 // Process group set-up from the torchrun environment and the trainer's collectives (c10d).
 #include "train/distributed.h"
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/version.h>
 
@@ -71,6 +72,11 @@ WorkerEnvironment worker_environment() {
   if (!address || !*address) fail("environment: MASTER_ADDR is not set (WORLD_SIZE=", world, " is)");
   environment.master_addr = address;
   environment.master_port = integer_variable("MASTER_PORT", 1, 65535, 29500);
+  const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  environment.agent_hosts_store = agent_store && std::string(agent_store) == "True";
+  if (environment.agent_hosts_store) {
+    environment.restart_count = integer_variable("TORCHELASTIC_RESTART_COUNT", 0, 1 << 20, std::nullopt);
+  }
   return environment;
 }
 
@@ -102,13 +108,17 @@ DataParallelGroup DataParallelGroup::join(const WorkerEnvironment& environment, 
   auto connection = std::make_shared<Connection>();
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<std::uint16_t>(environment.master_port);
-  store_options.isServer = environment.rank == 0;
+  store_options.isServer = environment.rank == 0 && !environment.agent_hosts_store;
   store_options.numWorkers = static_cast<size_t>(environment.world_size);
   store_options.timeout = timeout;
   try {
     connection->store = c10::make_intrusive<c10d::TCPStore>(environment.master_addr, store_options);
+    if (environment.agent_hosts_store) {
+      connection->store = c10::make_intrusive<c10d::PrefixStore>(
+          "/worker/attempt_" + std::to_string(environment.restart_count), connection->store);
+    }
   } catch (const std::exception& e) {
-    if (environment.rank == 0) {
+    if (store_options.isServer) {
       fail("rank 0: cannot host the rendezvous on ", where, " (MASTER_ADDR:MASTER_PORT): ", first_line(e));
     }
     fail("rank ", environment.rank, ": cannot reach the rendezvous at ", where, " (MASTER_ADDR:MASTER_PORT) within ",

@@ -19,9 +19,14 @@ struct WorkerEnvironment {
   int64_t local_world_size = 1;
   std::string master_addr;
   int64_t master_port = 29500;
+  // torchrun's agent already hosts the rendezvous store on MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE):
+  // every worker connects to it, under the key prefix of this restart attempt, as PyTorch's do.
+  bool agent_hosts_store = false;
+  int64_t restart_count = 0;  // TORCHELASTIC_RESTART_COUNT
 };
 
-// Reads RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT. Without
+// Reads RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT (and torchrun's
+// TORCHELASTIC_USE_AGENT_STORE, TORCHELASTIC_RESTART_COUNT). Without
 // WORLD_SIZE (or with WORLD_SIZE=1) this is a single process. Throws Error naming the variable for a
 // missing or malformed value.
 WorkerEnvironment worker_environment();
@@ -33,8 +38,8 @@ WorkerEnvironment worker_environment();
 class DataParallelGroup {
  public:
   DataParallelGroup() = default;
-  // Joins the group: rank 0 hosts the rendezvous (c10d TCPStore) at MASTER_ADDR:MASTER_PORT, the others
-  // connect to it. `backend` is "gloo", "nccl" or "auto" (NCCL for CUDA devices). `timeout` bounds the
+  // Joins the group: rank 0 hosts the rendezvous (c10d TCPStore) at MASTER_ADDR:MASTER_PORT (unless
+  // torchrun's agent does), the others connect to it. `backend` is "gloo", "nccl" or "auto" (NCCL for CUDA devices). `timeout` bounds the
   // rendezvous and every later collective.
   static DataParallelGroup join(const WorkerEnvironment& environment, const std::string& backend,
                                 const c10::Device& device, std::chrono::seconds timeout);
