@@ -103,6 +103,15 @@ DataParallelGroup DataParallelGroup::join(const WorkerEnvironment& environment, 
   group.size_ = environment.world_size;
   if (environment.world_size == 1) return group;
   const std::string chosen = backend == "auto" ? (device.is_cuda() ? "nccl" : "gloo") : backend;
+  // Before the rendezvous, where rank 0 would wait for the others.
+#ifndef REMORA_WITH_GLOO
+  if (chosen == "gloo") fail("train.backend: gloo: this remora was built without Gloo (install libgloo-dev and rebuild)");
+#endif
+#ifndef REMORA_WITH_NCCL
+  if (chosen == "nccl") fail("train.backend: nccl: this remora was built without NCCL (build against a CUDA LibTorch)");
+#endif
+  if (chosen != "gloo" && chosen != "nccl") fail("train.backend: expected auto, gloo or nccl, got '", backend, "'");
+  if (chosen == "nccl" && !device.is_cuda()) fail("train.backend: nccl needs model.device cuda, not ", device.str());
   const std::string where = environment.master_addr + ":" + std::to_string(environment.master_port);
 
   auto connection = std::make_shared<Connection>();
@@ -140,12 +149,9 @@ DataParallelGroup DataParallelGroup::join(const WorkerEnvironment& environment, 
       }
       connection->collectives = c10::make_intrusive<c10d::ProcessGroupGloo>(
           connection->store, static_cast<int>(environment.rank), static_cast<int>(environment.world_size), options);
-#else
-      fail("train.backend: gloo: this remora was built without Gloo (install libgloo-dev and rebuild)");
 #endif
-    } else if (chosen == "nccl") {
+    } else {
 #ifdef REMORA_WITH_NCCL
-      REMORA_CHECK(device.is_cuda(), "train.backend: nccl needs model.device cuda, not ", device.str());
       // A dead or hung peer then aborts the collective after the timeout instead of blocking forever.
       setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", /*overwrite=*/0);
       setenv("NCCL_ASYNC_ERROR_HANDLING", "1", /*overwrite=*/0);
@@ -154,14 +160,8 @@ DataParallelGroup DataParallelGroup::join(const WorkerEnvironment& environment, 
       connection->collectives = c10::make_intrusive<c10d::ProcessGroupNCCL>(
           connection->store, static_cast<int>(environment.rank), static_cast<int>(environment.world_size), options);
       connection->device = device;
-#else
-      fail("train.backend: nccl: this remora was built without NCCL (build against a CUDA LibTorch)");
 #endif
-    } else {
-      fail("train.backend: expected auto, gloo or nccl, got '", backend, "'");
     }
-  } catch (const Error&) {
-    throw;
   } catch (const std::exception& e) {
     fail("rank ", environment.rank, ": cannot connect to the other ", environment.world_size - 1,
          " workers (rendezvous at ", where, ") within ", timeout.count(), " s: ", first_line(e));

@@ -41,6 +41,7 @@ class Case:
 
     def __init__(self, folder, fixtures):
         self.dir = folder
+        self.env = {}  # environment variables the command runs with, beside the inherited ones
         shutil.copytree(fixtures, folder)
 
     def path(self, *parts):
@@ -629,12 +630,69 @@ def snapshot(folder):
     return state
 
 
+# ---- Several workers: torchrun's environment, the launcher, the distributed recipe keys -------------
+
+@case("train_world_size_not_a_number", r"environment: WORLD_SIZE=two: expected an integer from 1")
+def _(c):
+    c.env = {"WORLD_SIZE": "two", "RANK": "0"}
+    return c.train()
+
+
+@case("train_rank_outside_the_world", r"environment: RANK=2: expected an integer from 0 to 1")
+def _(c):
+    c.env = {"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "127.0.0.1"}
+    return c.train()
+
+
+@case("train_world_without_master_addr", r"environment: MASTER_ADDR is not set \(WORLD_SIZE=2 is\)")
+def _(c):
+    c.env = {"WORLD_SIZE": "2", "RANK": "0"}
+    return c.train()
+
+
+@case("train_master_port_out_of_range", r"environment: MASTER_PORT=70000: expected an integer from 1 to 65535")
+def _(c):
+    c.env = {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "70000"}
+    return c.train()
+
+
+@case("train_backend_nccl_without_nccl", r"train\.backend: nccl: this remora was built without NCCL")
+def _(c):
+    c.env = {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29499"}
+    return c.train("train.backend=nccl")
+
+
+@case("train_backend_unknown", r"train\.backend: expected auto, gloo or nccl, got 'mpi'")
+def _(c):
+    return c.train("train.backend=mpi")
+
+
+@case("train_dist_timeout_zero", r"train\.dist_timeout: must be >= 1, got 0")
+def _(c):
+    return c.train("train.dist_timeout=0")
+
+
+@case("launch_of_another_verb", r"launch: expected the workers' command after --: remora launch")
+def _(c):
+    return ["launch", "--nproc-per-node", "2", "--", "eval", "--model", c.path("model")]
+
+
+@case("launch_zero_workers", r"--nproc-per-node: expected 1 to \d+, got 0")
+def _(c):
+    return ["launch", "--nproc-per-node", "0", "--", *c.train()]
+
+
+@case("launch_node_rank_past_nnodes", r"--node-rank: expected 0 to 1, got 2")
+def _(c):
+    return ["launch", "--nnodes", "2", "--node-rank", "2", "--", *c.train()]
+
+
 def run_case(remora, spec, folder, fixtures):
     c = Case(folder, fixtures)
     argv = [remora, *spec["build"](c)]
     before = snapshot(folder)
     started = time.monotonic()
-    returncode, stderr, rss_mib = run_measured(argv, spec["timeout"])
+    returncode, stderr, rss_mib = run_measured(argv, spec["timeout"], {**os.environ, **c.env})
     if returncode is None:
         return f"still running after {spec['timeout']} s", ""
     seconds = time.monotonic() - started
@@ -661,9 +719,9 @@ def run_case(remora, spec, folder, fixtures):
     return "; ".join(problems) if problems else None, f"{seconds:.1f} s"
 
 
-def run_measured(argv, timeout):
+def run_measured(argv, timeout, env):
     """(exit code or -signal, stderr, peak resident MiB) of one command; exit code None on timeout."""
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     chunks = []
     reader = threading.Thread(target=lambda: chunks.append(process.stderr.read()))
     reader.start()
