@@ -1,6 +1,7 @@
 // `remora launch`: starts this machine's training workers with torchrun's environment, watches them,
 // and when one fails stops the others and names it.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "core/resources.h"
+#include "train/distributed.h"
 
 namespace remora {
 namespace {
@@ -61,6 +63,11 @@ pid_t start_worker(const std::string& executable, const LaunchOptions& options, 
       {"MASTER_PORT", std::to_string(options.master_port)},
   };
   for (const auto& [name, value] : environment) setenv(name.c_str(), value.c_str(), 1);
+  // Not torchrun's agent: rank 0 hosts the rendezvous itself.
+  unsetenv("TORCHELASTIC_USE_AGENT_STORE");
+  unsetenv("TORCHELASTIC_RESTART_COUNT");
+  // A launcher that is killed takes its workers with it.
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
   std::vector<std::string> arguments = {"remora"};
   arguments.insert(arguments.end(), options.command.begin(), options.command.end());
   std::vector<char*> argv;
@@ -104,14 +111,17 @@ void run_launch(const LaunchOptions& options) {
   using Clock = std::chrono::steady_clock;
   Clock::time_point kill_at = Clock::time_point::max();  // SIGKILL for whoever is left, once stopping
   std::string failure;                       // the first worker that failed, for the report
-  bool all_stopped_by_signal = true, forwarded = false;
+  bool stopped_early = false;                // a worker stopped at a step boundary (exit 130)
+  int signals_seen = 0;
   while (!running.empty()) {
-    if (g_launcher_signal != 0 && !forwarded) {
-      forwarded = true;
-      signal_all(SIGTERM);
+    // The first signal asks the workers to stop after their step, a second one ends them.
+    if (g_launcher_signal != 0) {
+      g_launcher_signal = 0;
+      signal_all(++signals_seen == 1 ? SIGTERM : SIGKILL);
     }
-    // Reap everything that ended since the last look; a worker killed by a signal is a likelier
-    // cause than one that exited with an error because it lost its peer.
+    // Reap everything that ended since the last look. The likeliest cause of a failure is a worker
+    // killed by a signal, then one that exited with an error of its own; the workers that merely lost
+    // their peer (kPeerLostExitStatus) come last.
     std::vector<std::pair<Worker, int>> ended;
     int status = 0;
     pid_t pid;
@@ -121,12 +131,16 @@ void run_launch(const LaunchOptions& options) {
       ended.emplace_back(it->second, status);
       running.erase(it);
     }
+    auto blame = [](int code) { return WIFSIGNALED(code) ? 0 : WEXITSTATUS(code) == kPeerLostExitStatus ? 2 : 1; };
     std::stable_sort(ended.begin(), ended.end(),
-                     [](const auto& a, const auto& b) { return WIFSIGNALED(a.second) && !WIFSIGNALED(b.second); });
+                     [&](const auto& a, const auto& b) { return blame(a.second) < blame(b.second); });
     for (const auto& [worker, code] : ended) {
-      const bool stopped = WIFEXITED(code) && WEXITSTATUS(code) == 130;
-      if (!stopped) all_stopped_by_signal = false;
-      if (WIFEXITED(code) && (WEXITSTATUS(code) == 0 || stopped)) continue;
+      // Stopped: at a step boundary (130), or by the signal the launcher passed on before the worker
+      // had set up its handler.
+      const bool stopped = (WIFEXITED(code) && WEXITSTATUS(code) == 130) ||
+                           (signals_seen > 0 && WIFSIGNALED(code) && (WTERMSIG(code) == SIGTERM || WTERMSIG(code) == SIGINT));
+      stopped_early = stopped_early || stopped;
+      if (stopped || (WIFEXITED(code) && WEXITSTATUS(code) == 0)) continue;
       if (failure.empty()) {
         failure = "rank " + std::to_string(worker.rank) + " (local rank " + std::to_string(worker.local_rank) +
                   " on node " + std::to_string(options.node_rank) + ") " + describe_exit(code);
@@ -143,7 +157,7 @@ void run_launch(const LaunchOptions& options) {
     if (!running.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (!failure.empty()) fail("launch: ", failure);
-  if (forwarded && all_stopped_by_signal) std::exit(130);
+  if (stopped_early) std::exit(130);
 }
 
 }  // namespace

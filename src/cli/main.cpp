@@ -9,6 +9,7 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "core/resources.h"
+#include "train/distributed.h"
 
 namespace {
 
@@ -73,6 +74,9 @@ int main(int argc, char** argv) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::cerr << "remora: error: " << e.what() << "\n";
     return 1;
+  } catch (const remora::PeerLostError& e) {
+    std::cerr << "remora: error: " << e.what() << "\n";
+    return remora::kPeerLostExitStatus;
   } catch (const remora::Error& e) {
     std::cerr << "remora: error: " << e.what() << "\n";
     return 1;

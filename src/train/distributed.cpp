@@ -68,6 +68,8 @@ WorkerEnvironment worker_environment() {
   environment.rank = integer_variable("RANK", 0, environment.world_size - 1, std::nullopt);
   environment.local_world_size = integer_variable("LOCAL_WORLD_SIZE", 1, environment.world_size, environment.world_size);
   environment.local_rank = integer_variable("LOCAL_RANK", 0, environment.local_world_size - 1, environment.rank);
+  REMORA_CHECK(environment.local_rank < environment.local_world_size, "environment: LOCAL_RANK is not set and RANK=",
+               environment.rank, " is not below LOCAL_WORLD_SIZE=", environment.local_world_size);
   const char* address = std::getenv("MASTER_ADDR");
   if (!address || !*address) fail("environment: MASTER_ADDR is not set (WORLD_SIZE=", world, " is)");
   environment.master_addr = address;
@@ -84,14 +86,16 @@ struct DataParallelGroup::Connection {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<Collectives> collectives;
   c10::Device device = at::kCPU;  // where collective buffers live (CUDA for NCCL)
+  std::chrono::seconds timeout{300};
 
   // Runs one collective to completion; a failure (a peer that died or timed out) becomes an Error.
   void run(int64_t rank, const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& start) const {
     try {
       start()->wait();
     } catch (const std::exception& e) {
-      fail("rank ", rank, ": ", what, " failed: another worker exited, hung past train.dist_timeout, or lost its "
-           "connection (", first_line(e), ")");
+      throw PeerLostError("rank " + std::to_string(rank) + ": " + what +
+                          " failed: another worker exited, hung past train.dist_timeout, or lost its connection (" +
+                          first_line(e) + ")");
     }
   }
 };
@@ -127,11 +131,16 @@ DataParallelGroup DataParallelGroup::join(const WorkerEnvironment& environment, 
           "/worker/attempt_" + std::to_string(environment.restart_count), connection->store);
     }
   } catch (const std::exception& e) {
+    const std::string reason = first_line(e);
+    if (store_options.isServer && reason.find("clients joined") != std::string::npos) {
+      fail("rank 0: not every worker reached the rendezvous on ", where, " within ", timeout.count(),
+           " s (train.dist_timeout): ", reason);
+    }
     if (store_options.isServer) {
-      fail("rank 0: cannot host the rendezvous on ", where, " (MASTER_ADDR:MASTER_PORT): ", first_line(e));
+      fail("rank 0: cannot host the rendezvous on ", where, " (MASTER_ADDR:MASTER_PORT): ", reason);
     }
     fail("rank ", environment.rank, ": cannot reach the rendezvous at ", where, " (MASTER_ADDR:MASTER_PORT) within ",
-         timeout.count(), " s: ", first_line(e));
+         timeout.count(), " s: ", reason);
   }
 
   try {
@@ -152,9 +161,11 @@ DataParallelGroup DataParallelGroup::join(const WorkerEnvironment& environment, 
 #endif
     } else {
 #ifdef REMORA_WITH_NCCL
-      // A dead or hung peer then aborts the collective after the timeout instead of blocking forever.
-      setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", /*overwrite=*/0);
-      setenv("NCCL_ASYNC_ERROR_HANDLING", "1", /*overwrite=*/0);
+      // Blocking wait: a collective that passes the timeout (a dead or hung peer) throws in this thread,
+      // which reports it, instead of the watchdog aborting the process. (1.13 reads the first name,
+      // LibTorch 2 the second.)
+      setenv("NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
+      setenv("TORCH_NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
       auto options = c10d::ProcessGroupNCCL::Options::create();
       options->timeout = timeout;
       connection->collectives = c10::make_intrusive<c10d::ProcessGroupNCCL>(
@@ -166,6 +177,7 @@ DataParallelGroup DataParallelGroup::join(const WorkerEnvironment& environment, 
     fail("rank ", environment.rank, ": cannot connect to the other ", environment.world_size - 1,
          " workers (rendezvous at ", where, ") within ", timeout.count(), " s: ", first_line(e));
   }
+  connection->timeout = timeout;
   group.connection_ = std::move(connection);
   return group;
 }
@@ -253,11 +265,33 @@ void DataParallelGroup::broadcast_from_main(const std::vector<at::Tensor>& tenso
   });
 }
 
-void DataParallelGroup::barrier() const {
+void DataParallelGroup::wait_for_main(const std::string& event) const {
   if (!connection_) return;
-  // A one-element sum rather than the backends' barrier: NCCL's needs a device guess, Gloo's is the same.
-  std::vector<at::Tensor> token{at::zeros({1}, at::kDouble)};
-  sum(token);
+  const std::string key = "remora/done/" + event;
+  try {
+    if (rank_ == 0) {
+      connection_->store->set(key, std::vector<uint8_t>{1});
+    } else {
+      connection_->store->wait({key}, std::max<std::chrono::milliseconds>(connection_->timeout, std::chrono::hours(1)));
+    }
+  } catch (const std::exception& e) {
+    throw PeerLostError("rank " + std::to_string(rank_) + ": waiting for rank 0 to write " + event +
+                        " failed: it exited or took longer than an hour (" + first_line(e) + ")");
+  }
+}
+
+void DataParallelGroup::check_agreement(const std::vector<int64_t>& values, const std::string& what) const {
+  if (!connection_) return;
+  // Every rank sums x and x^2: all equal exactly when sum x = n v and sum x^2 = n v^2 for each rank's v.
+  at::Tensor mine = at::tensor(std::vector<double>(values.begin(), values.end()), at::kDouble);
+  std::vector<at::Tensor> sums{mine.clone(), mine * mine};
+  sum(sums);
+  const bool agree = sums[0].equal(mine * static_cast<double>(size_)) &&
+                     sums[1].equal(mine * mine * static_cast<double>(size_));
+  if (!agree) {
+    fail("rank ", rank_, ": the workers disagree on ", what,
+         " (each must run the same recipe on the same data and, with --resume, find the same checkpoint)");
+  }
 }
 
 }  // namespace remora

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace remora {
 
 // Where this process stands among the workers, as torchrun describes it.
@@ -24,6 +26,15 @@ struct WorkerEnvironment {
   bool agent_hosts_store = false;
   int64_t restart_count = 0;  // TORCHELASTIC_RESTART_COUNT
 };
+
+// A collective that could not finish because another worker exited, hung or lost its connection:
+// the consequence of a failure elsewhere. `remora` exits with kPeerLostExitStatus for it, so that the
+// launcher names the worker that failed first rather than the ones that lost it.
+class PeerLostError : public Error {
+ public:
+  using Error::Error;
+};
+constexpr int kPeerLostExitStatus = 3;
 
 // Reads RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT (and torchrun's
 // TORCHELASTIC_USE_AGENT_STORE, TORCHELASTIC_RESTART_COUNT). Without
@@ -55,8 +66,14 @@ class DataParallelGroup {
   void sum_gradients(const std::vector<at::Tensor>& parameters, int64_t bucket_bytes = 32 << 20) const;
   // Copies rank 0's values of `tensors` into every rank's.
   void broadcast_from_main(const std::vector<at::Tensor>& tensors) const;
-  // Returns when every rank has reached it.
-  void barrier() const;
+  // Rank 0 announces that it has finished writing `event` (a checkpoint, the outputs); the others wait
+  // for that, up to max(train.dist_timeout, 1 hour): writing a big checkpoint may take longer than a
+  // collective may, and a rank 0 that dies meanwhile ends the wait at once.
+  void wait_for_main(const std::string& event) const;
+  // Throws Error on every rank unless every rank passed the same `values` (small non-negative
+  // integers: counts, hashes): workers with different recipes, data or checkpoints would otherwise
+  // run different collectives.
+  void check_agreement(const std::vector<int64_t>& values, const std::string& what) const;
 
  private:
   struct Connection;

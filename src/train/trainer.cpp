@@ -43,6 +43,10 @@ extern "C" void on_stop_signal(int signal) { g_stop_signal = signal; }
 double validation_loss(CausalLM& model, AdaptedModel* adapted, const Dataset& data, int64_t batch_size,
                        int64_t pad_id, const DataParallelGroup& group) {
   if (data.examples.empty()) return std::nan("");
+  // Routers that sample at inference draw from the training routing generator: the workers' shares of
+  // the validation data differ, so its state is put back (every worker keeps the same one).
+  std::optional<at::Tensor> routing_state;
+  if (adapted && adapted->routing().generator) routing_state = adapted->routing().generator->get_state();
   if (adapted) adapted->set_training(false);
   model.eval();
   at::NoGradGuard no_grad;
@@ -57,6 +61,7 @@ double validation_loss(CausalLM& model, AdaptedModel* adapted, const Dataset& da
     totals[0][1] += counts.sum().item<double>();
   }
   group.sum(totals);
+  if (routing_state) adapted->routing().generator->set_state(*routing_state);
   if (adapted) adapted->set_training(true);
   model.train();
   return totals[0][0].item<double>() / std::max(1.0, totals[0][1].item<double>());
@@ -65,6 +70,13 @@ double validation_loss(CausalLM& model, AdaptedModel* adapted, const Dataset& da
 // Each worker's dropout masks, a function of the step so that a resumed run draws the same ones.
 uint64_t worker_dropout_seed(uint64_t seed, int64_t rank, int64_t step) {
   return (seed + 2) * 1000003ULL + static_cast<uint64_t>(rank) * 7919ULL + static_cast<uint64_t>(step) * 104729ULL;
+}
+
+// FNV-1a of `text`, cut to 24 bits (DataParallelGroup::check_agreement compares it exactly in fp64).
+int64_t short_hash(const std::string& text) {
+  uint64_t hash = 14695981039346656037ULL;
+  for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ULL;
+  return static_cast<int64_t>(hash & 0xFFFFFF);
 }
 
 // CUDA without an index means one GPU per worker on each machine: cuda:LOCAL_RANK.
@@ -204,6 +216,10 @@ int run_training(const Recipe& recipe, bool resume) {
   FreshOutputGuard fresh_output;
   if (checkpoint) {
     progress = read_checkpoint(*checkpoint, *optimizer, routing_generator);
+    // Checkpoints from before several workers could train record no micro-batch size: one process's.
+    if (progress.global_batch_size == 0 && group.size() > 1) {
+      fail(*checkpoint, ": written by a single-process run; resume it with one process");
+    }
     if (progress.global_batch_size != 0 && progress.global_batch_size != global_batch_size) {
       fail(*checkpoint, ": written by a run with ", progress.global_batch_size,
            " examples per micro-batch (train.batch_size x workers), this one has ", recipe.batch_size, " x ",
@@ -229,17 +245,25 @@ int run_training(const Recipe& recipe, bool resume) {
   const int64_t batches_per_epoch = static_cast<int64_t>(plan.size());
   const int64_t total_steps =
       recipe.steps > 0 ? recipe.steps : std::max<int64_t>(1, recipe.epochs * batches_per_epoch / recipe.grad_accum);
+  group.check_agreement({short_hash(recipe.to_json().dump()), static_cast<int64_t>(train.examples.size()),
+                         static_cast<int64_t>(validation.examples.size()), total_steps, progress.step,
+                         static_cast<int64_t>(trained.size())},
+                        "the recipe, the data or the checkpoint");
   std::optional<LineLog> metrics;
   std::optional<ProgressDisplay> display;
   if (main_worker) {
     metrics.emplace(metrics_path.string());
     display.emplace(total_steps);
   }
+  // The other workers wait for rank 0's write here rather than in their next collective, whose
+  // timeout a big checkpoint could outlast.
+  int64_t saves = 0;
   auto save = [&] {
     if (main_worker) {
       write_checkpoint(recipe.output_dir, adapted.get(), *model, *optimizer, progress, routing_generator,
                        recipe.keep_last);
     }
+    group.wait_for_main("checkpoint " + std::to_string(++saves));
   };
 
   const double seconds_before = progress.seconds;
@@ -362,7 +386,6 @@ int run_training(const Recipe& recipe, bool resume) {
     }
     if ((recipe.checkpoint_every > 0 && progress.step % recipe.checkpoint_every == 0) || stop) save();
     if (stop) {
-      group.barrier();  // no worker reports the stop before the checkpoint is written
       if (display) {
         display->message("stopped by a signal at step " + std::to_string(progress.step) +
                          "; checkpoint saved, continue with --resume");
@@ -388,7 +411,7 @@ int run_training(const Recipe& recipe, bool resume) {
       });
     }
   }
-  group.barrier();  // every worker exits 0 only once the outputs are written
+  group.wait_for_main("outputs");  // every worker exits 0 only once the outputs are written
   fresh_output.dir.clear();
   if (!main_worker) return 0;
   const double run_seconds = progress.seconds - seconds_before;

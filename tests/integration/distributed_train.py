@@ -254,8 +254,16 @@ def main():
     check("an unreachable master: non-zero within the timeout, one line naming the rendezvous",
           result.returncode != 0 and "cannot reach the rendezvous" in result.stderr and time.monotonic() - started < 30,
           result.stderr.strip()[-300:])
+    port = free_port()
+    nodes = [subprocess.Popen([remora, "launch", "--nnodes", "2", "--node-rank", str(i), "--master-port", str(port), "--",
+                               *recipe("lora.yaml", "disagree", f"train.steps={6 + i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    errors = [n.communicate(timeout=120)[1] for n in nodes]
+    check("workers with different recipes stop at once, saying so",
+          all(n.returncode != 0 for n in nodes) and all("the workers disagree on the recipe" in e for e in errors),
+          " | ".join(e.strip()[-200:] for e in errors))
     check("no output folder is left by runs that never started",
-          not os.path.exists(os.path.join(work, "busy")) and not os.path.exists(os.path.join(work, "unreachable")))
+          not any(os.path.exists(os.path.join(work, name)) for name in ("busy", "unreachable", "disagree")))
     return check.finish()
 
 
