@@ -87,6 +87,8 @@ def main():
     with open(DATA) as f, open(small, "w") as g:
         g.writelines(f.readlines()[:9])
 
+    long_run = ("train.steps=40", "output.checkpoint_every=1", "eval.every=0")
+
     def recipe(config, out, *extra):
         return ["train", os.path.join(ROOT, "configs", config), f"model.path={model}", f"data.train={DATA}",
                 f"output.dir={os.path.join(work, out)}", "train.steps=6", "log.every=1", "eval.every=3", "threads=1",
@@ -99,6 +101,20 @@ def main():
         command = [remora, "launch", "--nproc-per-node", str(nproc), "--master-port", str(port or free_port()),
                    *launch_args, "--", *recipe(config, out, f"train.batch_size={4 // nproc}", *extra)]
         return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    def long_launch(out, *extra, launch_args=()):
+        """A 2-worker ReMix run long enough to interrupt (40 steps, a checkpoint after each)."""
+        return [remora, "launch", "--nproc-per-node", "2", "--master-port", str(free_port()), *launch_args, "--",
+                *recipe("remix.yaml", out, "train.batch_size=2", *long_run, *extra)]
+
+    def start_until_checkpoints(command, out, count):
+        """Starts `command`; returns it once `out` holds `count` checkpoints (or after two minutes)."""
+        launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        checkpoints = os.path.join(work, out, "checkpoints")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (os.path.isdir(checkpoints) and len(os.listdir(checkpoints)) >= count):
+            time.sleep(0.05)
+        return launcher
 
     def succeeded(label, result):
         if result.returncode != 0:
@@ -164,17 +180,11 @@ def main():
                   adapter_bytes(os.path.join(work, "remix_torchrun")) == adapter_bytes(reference))
 
     # 3. A worker killed with kill -9: the run ends, naming it; --resume ends as the uninterrupted run.
-    long_run = ("train.steps=40", "output.checkpoint_every=1", "eval.every=0")
     uninterrupted = launch("remix.yaml", "long_reference", *long_run)
     succeeded("uninterrupted 40-step run", uninterrupted)
     out = os.path.join(work, "long_killed")
-    command = [remora, "launch", "--nproc-per-node", "2", "--master-port", str(free_port()), "--",
-               *recipe("remix.yaml", "long_killed", "train.batch_size=2", *long_run)]
-    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    checkpoints = os.path.join(out, "checkpoints")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (os.path.isdir(checkpoints) and len(os.listdir(checkpoints)) >= 2):
-        time.sleep(0.05)
+    command = long_launch("long_killed")
+    launcher = start_until_checkpoints(command, "long_killed", 2)
     victim = worker_of(launcher, 1)
     killed_at = time.monotonic()
     if victim:
@@ -191,13 +201,9 @@ def main():
 
     # 4. A hung worker (SIGSTOP): the others give up after train.dist_timeout.
     out = os.path.join(work, "hung")
-    command = [remora, "launch", "--nproc-per-node", "2", "--master-port", str(free_port()), "--stop-timeout", "2", "--",
-               *recipe("remix.yaml", "hung", "train.batch_size=2", "train.dist_timeout=4", *long_run)]
-    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    launcher = start_until_checkpoints(long_launch("hung", "train.dist_timeout=4", launch_args=("--stop-timeout", "2")),
+                                       "hung", 1)
     checkpoints = os.path.join(out, "checkpoints")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (os.path.isdir(checkpoints) and os.listdir(checkpoints)):
-        time.sleep(0.05)
     hung = worker_of(launcher, 1)
     stopped_at = time.monotonic()
     if hung:
@@ -212,13 +218,8 @@ def main():
 
     # 5. A signal to the launcher: every worker stops at the same step with a checkpoint; --resume finishes.
     out = os.path.join(work, "interrupted")
-    command = [remora, "launch", "--nproc-per-node", "2", "--master-port", str(free_port()), "--",
-               *recipe("remix.yaml", "interrupted", "train.batch_size=2", *long_run)]
-    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    checkpoints = os.path.join(out, "checkpoints")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (os.path.isdir(checkpoints) and os.listdir(checkpoints)):
-        time.sleep(0.05)
+    command = long_launch("interrupted")
+    launcher = start_until_checkpoints(command, "interrupted", 1)
     launcher.send_signal(signal.SIGTERM)
     _, stderr = launcher.communicate(timeout=120)
     check("SIGTERM to the launcher: exit 130 with a checkpoint", launcher.returncode == 130,

@@ -10,20 +10,6 @@ namespace remora {
 namespace {
 using namespace remora::testing;
 
-std::vector<TrainingExample> examples_of(const std::vector<int64_t>& lengths, int64_t prompt, uint64_t seed) {
-  std::vector<TrainingExample> out;
-  for (size_t i = 0; i < lengths.size(); ++i) {
-    at::Tensor ids = random_ids(1, lengths[i], 512, seed + i)[0].contiguous();
-    TrainingExample e;
-    e.ids.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + lengths[i]);
-    e.target.assign(lengths[i], 0);
-    std::fill(e.target.begin() + prompt, e.target.end(), 1);
-    e.prompt_length = prompt;
-    out.push_back(std::move(e));
-  }
-  return out;
-}
-
 TEST(WorkerShare, ContiguousRowsTheFirstWorkersTakingTheRemainder) {
   const auto examples = examples_of({5, 9, 6, 7, 8}, 2, 1);
   const std::vector<size_t> batch = {4, 0, 3, 1, 2};

@@ -19,21 +19,6 @@ namespace remora {
 namespace {
 using namespace remora::testing;
 
-// Examples of `lengths` random tokens whose first `prompt` tokens are the prompt.
-std::vector<TrainingExample> examples_of(const std::vector<int64_t>& lengths, int64_t prompt, uint64_t seed) {
-  std::vector<TrainingExample> out;
-  for (size_t i = 0; i < lengths.size(); ++i) {
-    at::Tensor ids = random_ids(1, lengths[i], 512, seed + i)[0].contiguous();
-    TrainingExample e;
-    e.ids.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + lengths[i]);
-    e.target.assign(lengths[i], 0);
-    std::fill(e.target.begin() + prompt, e.target.end(), 1);
-    e.prompt_length = prompt;
-    out.push_back(std::move(e));
-  }
-  return out;
-}
-
 std::vector<at::Tensor> take_grads(const std::vector<at::Tensor>& parameters) {
   std::vector<at::Tensor> grads;
   for (const auto& p : parameters) {
