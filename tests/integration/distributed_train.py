@@ -43,6 +43,17 @@ def worker_of(launcher, rank):
     return None
 
 
+def signal_worker(launcher, rank, signum):
+    """Sends `signum` to the launcher's worker `rank`: (its pid, the launcher's stderr, seconds until the
+    launcher exited)."""
+    pid = worker_of(launcher, rank)
+    sent = time.monotonic()
+    if pid:
+        os.kill(pid, signum)
+    _, stderr = launcher.communicate(timeout=120)
+    return pid, stderr, time.monotonic() - sent
+
+
 def losses(out):
     with open(os.path.join(out, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
@@ -185,12 +196,7 @@ def main():
     out = os.path.join(work, "long_killed")
     command = long_launch("long_killed")
     launcher = start_until_checkpoints(command, "long_killed", 2)
-    victim = worker_of(launcher, 1)
-    killed_at = time.monotonic()
-    if victim:
-        os.kill(victim, signal.SIGKILL)
-    _, stderr = launcher.communicate(timeout=120)
-    seconds = time.monotonic() - killed_at
+    victim, stderr, seconds = signal_worker(launcher, 1, signal.SIGKILL)
     check("kill -9 of rank 1: the launcher exits non-zero within the timeout and names the rank",
           victim and launcher.returncode != 0 and seconds < 20 and "rank 1" in stderr and "signal 9" in stderr,
           f"exit {launcher.returncode} after {seconds:.1f} s: {stderr.strip().splitlines()[-1] if stderr.strip() else ''}")
@@ -204,12 +210,7 @@ def main():
     launcher = start_until_checkpoints(long_launch("hung", "train.dist_timeout=4", launch_args=("--stop-timeout", "2")),
                                        "hung", 1)
     checkpoints = os.path.join(out, "checkpoints")
-    hung = worker_of(launcher, 1)
-    stopped_at = time.monotonic()
-    if hung:
-        os.kill(hung, signal.SIGSTOP)
-    _, stderr = launcher.communicate(timeout=120)
-    seconds = time.monotonic() - stopped_at
+    hung, stderr, seconds = signal_worker(launcher, 1, signal.SIGSTOP)
     check("a hung worker: the run ends non-zero after train.dist_timeout (4 s) plus --stop-timeout (2 s)",
           hung and launcher.returncode != 0 and seconds < 15 and "train.dist_timeout" in stderr,
           f"exit {launcher.returncode} after {seconds:.1f} s")
