@@ -245,7 +245,9 @@ int run_training(const Recipe& recipe, bool resume) {
   const int64_t batches_per_epoch = static_cast<int64_t>(plan.size());
   const int64_t total_steps =
       recipe.steps > 0 ? recipe.steps : std::max<int64_t>(1, recipe.epochs * batches_per_epoch / recipe.grad_accum);
-  group.check_agreement({short_hash(recipe.to_json().dump()), static_cast<int64_t>(train.examples.size()),
+  nlohmann::json shared_settings = recipe.to_json();
+  shared_settings.erase("threads");  // machines may differ in cores
+  group.check_agreement({short_hash(shared_settings.dump()), static_cast<int64_t>(train.examples.size()),
                          static_cast<int64_t>(validation.examples.size()), total_steps, progress.step,
                          static_cast<int64_t>(trained.size())},
                         "the recipe, the data or the checkpoint");
