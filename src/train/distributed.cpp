@@ -237,14 +237,14 @@ void DataParallelGroup::sum_gradients(const std::vector<at::Tensor>& parameters,
   at::NoGradGuard no_grad;
   // Which parameters have a gradient anywhere: those that have none on any rank keep none (the
   // optimizer then skips them, as in one process); the others get zeros where they have none.
-  at::Tensor has_gradient = at::empty({static_cast<int64_t>(parameters.size())}, at::kDouble);
+  std::vector<at::Tensor> flags{at::empty({static_cast<int64_t>(parameters.size())}, at::kDouble)};
+  auto has_gradient = flags[0].accessor<double, 1>();
   for (size_t i = 0; i < parameters.size(); ++i) has_gradient[i] = parameters[i].grad().defined() ? 1.0 : 0.0;
-  std::vector<at::Tensor> flags{has_gradient};
-  sum(flags);
+  sum(flags);  // in place: the accessor reads the sums
   std::vector<at::Tensor> gradients;
   for (size_t i = 0; i < parameters.size(); ++i) {
     at::Tensor p = parameters[i];
-    if (has_gradient[i].item<double>() == 0) continue;
+    if (has_gradient[i] == 0) continue;
     if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
     gradients.push_back(p.grad());
   }
