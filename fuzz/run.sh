@@ -74,8 +74,10 @@ for target in "${targets[@]}"; do
   parallel=()
   rm -f "$build"/fuzz-*.log
   [ "$jobs" -le 1 ] || parallel=(-jobs="$jobs" -workers="$jobs")  # libFuzzer then logs to fuzz-N.log in $build
+  # -timeout is wall-clock: 60 s still catches a hang, and a unit of a few seconds under ASan (a
+  # 100-message conversation: one template render per message) survives a busy 2-core machine.
   (cd "$build" && ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$build/fuzz_$target" "${limit[@]}" "${parallel[@]}" -seed="$seed" -rss_limit_mb=4096 -timeout=20 -max_len=65536 \
+    "$build/fuzz_$target" "${limit[@]}" "${parallel[@]}" -seed="$seed" -rss_limit_mb=4096 -timeout=60 -max_len=65536 \
     -dict="$root/fuzz/dict/$(dict_of "$target").dict" -artifact_prefix="$findings/" -print_final_stats=1 \
     "$corpus" "$seeds/$target" >"$log" 2>&1)
   rc=$?

@@ -19,6 +19,9 @@ AdaptedModel::AdaptedModel(std::shared_ptr<CausalLM> base, AdapterConfig config,
     : model_(std::move(base)), config_(std::move(config)) {
   const ModelConfig& mc = model_->config();
   config_.validate("adapter config");
+  if (config_.method == AdapterMethod::kRetrieval && config_.retrieval_layer >= mc.num_layers) {
+    fail("adapter config: retrieval_layer is ", config_.retrieval_layer, ", the model has ", mc.num_layers, " layers");
+  }
   if (!config_.layer_num_experts.empty() &&
       static_cast<int64_t>(config_.layer_num_experts.size()) != mc.num_layers) {
     fail("adapter config: layer_num_experts has ", config_.layer_num_experts.size(),
@@ -64,8 +67,10 @@ void AdaptedModel::attach(uint64_t seed) {
           router->to(base_linear->weight.device());
           block->register_module("router", router);
           registered_routers_.push_back(block);
-          block_routing = std::make_shared<BlockRouting>(router, config_.routing, &state_,
-                                                         block_path + ".router");
+          // Retrieval decides from the prompt alone, once per sequence.
+          const RoutingGranularity granularity =
+              spec->method == AdapterMethod::kRetrieval ? RoutingGranularity::kSequence : config_.routing;
+          block_routing = std::make_shared<BlockRouting>(router, granularity, &state_, block_path + ".router");
           block_routers_.push_back(block_routing);
         }
       } else if (is_routed(spec->method)) {
@@ -87,11 +92,13 @@ void AdaptedModel::attach(uint64_t seed) {
       block->input_hook = [state = &state_, routing = block_routing](const at::Tensor& x,
                                                                      const ForwardContext& context) {
         state->token_mask = context.token_mask;
-        if (routing) routing->on_block_input(x, context);
+        if (routing && !state->bypass_adapters) routing->on_block_input(x, context);
       };
     }
   }
-  for (auto& t : adapter_parameters()) t.set_requires_grad(true);
+  if (config_.method == AdapterMethod::kRetrieval) install_retrieval_prepass();
+  // A composed adapter's experts can stay as their folders had them: only the routers learn.
+  for (auto& t : adapter_parameters()) t.set_requires_grad(!config_.freeze_experts);
   for (const auto& [path, router] : routers()) {
     // A frozen ReMix router keeps its initial weights: random routing with constant weights.
     const bool frozen = config_.router_objective == RouterObjective::kFrozen &&
@@ -114,6 +121,7 @@ void AdaptedModel::detach() {
   }
   for (auto& block : registered_routers_) block->unregister_module("router");
   for (auto& block : hooked_blocks_) block->input_hook = nullptr;
+  if (config_.method == AdapterMethod::kRetrieval) model_->before_forward = nullptr;
   slots_.clear();
   registered_routers_.clear();
   hooked_blocks_.clear();
@@ -122,8 +130,7 @@ void AdaptedModel::detach() {
 std::vector<at::Tensor> AdaptedModel::adapter_parameters() const {
   std::vector<at::Tensor> out;
   for (const auto& a : adapted_) {
-    out.push_back(a->lora_A);
-    out.push_back(a->lora_B);
+    for (const auto& [suffix, tensor] : a->named_factors()) out.push_back(tensor);
   }
   return out;
 }
@@ -154,8 +161,7 @@ bool AdaptedModel::has_policy_routers() const {
 std::vector<std::pair<std::string, at::Tensor>> AdaptedModel::named_tensors() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (const auto& a : adapted_) {
-    out.emplace_back(saved_tensor_name(a->path(), "lora_A.weight"), a->lora_A);
-    out.emplace_back(saved_tensor_name(a->path(), "lora_B.weight"), a->lora_B);
+    for (const auto& [suffix, tensor] : a->named_factors()) out.emplace_back(saved_tensor_name(a->path(), suffix), tensor);
   }
   for (const auto& [path, router] : routers()) {
     for (const auto& item : router->named_parameters()) out.emplace_back(saved_tensor_name(path, item.key()), item.value());
@@ -166,7 +172,7 @@ std::vector<std::pair<std::string, at::Tensor>> AdaptedModel::named_tensors() co
 
 int64_t AdaptedModel::trainable_parameter_count() const {
   int64_t total = 0;
-  for (const auto& t : adapter_parameters()) total += t.numel();
+  for (const auto& t : adapter_parameters()) total += t.requires_grad() ? t.numel() : 0;
   for (const auto& t : router_parameters()) total += t.requires_grad() ? t.numel() : 0;
   return total;
 }
@@ -176,6 +182,47 @@ int64_t AdaptedModel::activated_parameter_count() const {
   for (const auto& a : adapted_) total += a->activated_parameters();
   for (const auto& t : router_parameters()) total += t.numel();
   return total;
+}
+
+void AdaptedModel::install_retrieval_prepass() {
+  // The retrieval layer's attention block records the prompts' mean input while the pre-pass runs.
+  const std::string embedding_block = "model.layers." + std::to_string(config_.retrieval_layer) + ".self_attn";
+  for (const auto& [block_path, i, block] : model_->projection_blocks()) {
+    if (block_path != embedding_block) continue;
+    BlockInputHook routing_hook = block->input_hook;
+    block->input_hook = [state = &state_, routing_hook](const at::Tensor& x, const ForwardContext& context) {
+      if (state->bypass_adapters) {
+        at::Tensor weights = context.routing_mask.to(at::kFloat).unsqueeze(-1);  // [B, T, 1]
+        state->sequence_embedding = (x.to(at::kFloat) * weights).sum(1) / weights.sum(1).clamp_min(1);
+      }
+      if (routing_hook) routing_hook(x, context);
+    };
+    if (std::find(hooked_blocks_.begin(), hooked_blocks_.end(), block) == hooked_blocks_.end()) {
+      hooked_blocks_.push_back(block);
+    }
+  }
+  model_->before_forward = [this](const at::Tensor& ids, const at::Tensor& attention_mask,
+                                  const at::Tensor& routing_mask, const KVCache* cache) {
+    // Cached decoding keeps the prompt's decision; the pre-pass itself must not recurse.
+    if (state_.bypass_adapters || (cache && cache->length > 0)) return;
+    embed_prompts(ids, attention_mask, routing_mask);
+  };
+}
+
+at::Tensor AdaptedModel::embed_prompts(const at::Tensor& ids, const at::Tensor& attention_mask,
+                                       const at::Tensor& routing_mask) {
+  REMORA_CHECK(config_.method == AdapterMethod::kRetrieval, "embed_prompts needs a retrieval adapter");
+  at::NoGradGuard no_grad;
+  // One forward of the base model alone (every adapter bypassed): the centroids were measured so.
+  state_.bypass_adapters = true;
+  try {
+    model_->hidden_states(ids, attention_mask, nullptr, routing_mask);
+  } catch (...) {
+    state_.bypass_adapters = false;
+    throw;
+  }
+  state_.bypass_adapters = false;
+  return state_.sequence_embedding;
 }
 
 void AdaptedModel::set_training(bool training) {

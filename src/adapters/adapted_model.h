@@ -58,6 +58,12 @@ class AdaptedModel {
   // Sampling/balancing behaviour (training) versus deterministic top-k (inference).
   void set_training(bool training);
 
+  // Retrieval adapters: the embedding [B, d] fp32 their router compares with the experts' centroids,
+  // the mean over routing_mask (default: the real tokens) of the base model's input to the attention
+  // block of layer retrieval_layer. Every forward computes it first in a pre-pass of the base model.
+  at::Tensor embed_prompts(const at::Tensor& ids, const at::Tensor& attention_mask,
+                           const at::Tensor& routing_mask = {});
+
  private:
   std::shared_ptr<CausalLM> model_;
   AdapterConfig config_;
@@ -71,6 +77,7 @@ class AdaptedModel {
   std::vector<std::shared_ptr<ProjectionBlock>> registered_routers_;
 
   void attach(uint64_t seed);
+  void install_retrieval_prepass();
 };
 
 // The name a tensor has in adapter_model.safetensors: "base_model.model." + module path + suffix.

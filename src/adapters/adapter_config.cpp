@@ -19,8 +19,18 @@ struct MethodName {
 constexpr MethodName kMethods[] = {
     {"lora", AdapterMethod::kLora},   {"rslora", AdapterMethod::kRslora}, {"molora", AdapterMethod::kMolora},
     {"topk", AdapterMethod::kTopk},   {"hydra", AdapterMethod::kHydra},   {"remix", AdapterMethod::kRemix},
-    {"smora", AdapterMethod::kSmora},
+    {"smora", AdapterMethod::kSmora}, {"multilora", AdapterMethod::kMultilora}, {"malora", AdapterMethod::kMalora},
+    {"loraflow", AdapterMethod::kLoraflow}, {"retrieval", AdapterMethod::kRetrieval},
 };
+
+// The methods a composed adapter (one made of existing LoRAs) can route with.
+bool composes(AdapterMethod m) {
+  return m == AdapterMethod::kMolora || m == AdapterMethod::kTopk || m == AdapterMethod::kRemix ||
+         m == AdapterMethod::kLoraflow || m == AdapterMethod::kRetrieval;
+}
+
+// A composed expert's entry in "experts": its name and what its own adapter_config.json said.
+ComposedExpert parse_expert(const nlohmann::json& json, const std::string& where);
 
 // PEFT LoraConfig keys a reader meets in real files; values that change the math and that remora
 // does not implement are rejected in from_json, the rest carry no meaning for the weights.
@@ -132,17 +142,18 @@ struct KeyUse {
 };
 const std::vector<KeyUse>& key_uses() {
   using M = AdapterMethod;
-  const std::vector<M> mixtures = {M::kMolora, M::kTopk, M::kHydra, M::kRemix};
+  const std::vector<M> mixtures = {M::kMolora, M::kTopk, M::kHydra, M::kRemix, M::kMultilora, M::kMalora};
   static const std::vector<KeyUse> uses = {
       // ReMix's update is omega B A x with omega from omega_alpha; lora_alpha does not enter it.
-      {"lora_alpha", {M::kLora, M::kRslora, M::kMolora, M::kTopk, M::kHydra, M::kSmora}},
+      {"lora_alpha", {M::kLora, M::kRslora, M::kMolora, M::kTopk, M::kHydra, M::kSmora, M::kMultilora, M::kMalora}},
       {"num_experts", mixtures},
       {"layer_num_experts", mixtures},
-      {"top_k", {M::kTopk, M::kRemix, M::kSmora}},
+      {"top_k", {M::kTopk, M::kRemix, M::kSmora, M::kMalora, M::kRetrieval}},
+      {"use_dora", {M::kLora, M::kRslora}},
       // SMoRA's router starts as its authors' does (PyTorch's Linear init), not from a normal.
-      {"router_init_std", mixtures},
-      {"balance_loss_coef", {M::kTopk}},
-      {"balance_loss_scope", {M::kTopk}},
+      {"router_init_std", {M::kMolora, M::kTopk, M::kHydra, M::kRemix, M::kMalora, M::kLoraflow}},
+      {"balance_loss_coef", {M::kTopk, M::kMalora}},
+      {"balance_loss_scope", {M::kTopk, M::kMalora}},
       {"routing", {M::kTopk, M::kRemix}},
       {"omega_type", {M::kRemix}},
       {"omega_alpha", {M::kRemix}},
@@ -150,6 +161,9 @@ const std::vector<KeyUse>& key_uses() {
       {"router_objective", {M::kRemix}},
       {"smora_bias_rate", {M::kSmora}},
       {"rank_partition", {M::kSmora}},
+      {"experts", {M::kMolora, M::kTopk, M::kRemix, M::kLoraflow, M::kRetrieval}},
+      {"freeze_experts", {M::kMolora, M::kTopk, M::kRemix, M::kLoraflow, M::kRetrieval}},
+      {"retrieval_layer", {M::kRetrieval}},
   };
   return uses;
 }
@@ -166,18 +180,45 @@ AdapterMethod parse_method(const std::string& name, const std::string& where) {
   for (const auto& m : kMethods) {
     if (name == m.name) return m.method;
   }
-  fail(where, ": unknown method '", name, "' (expected lora, rslora, molora, topk, hydra, remix or smora)");
+  fail(where, ": unknown method '", name,
+       "' (expected lora, rslora, molora, topk, hydra, remix, smora, multilora, malora, loraflow or retrieval)");
 }
 
 bool is_routed(AdapterMethod method) {
-  return method != AdapterMethod::kLora && method != AdapterMethod::kRslora;
+  return method != AdapterMethod::kLora && method != AdapterMethod::kRslora && method != AdapterMethod::kMultilora;
 }
 
 bool routes_per_block(AdapterMethod method) {
   // ReMix routes once per block (spec: one router per FFN block shared by gate/up/down); so does
   // MixLoRA's top-k, which it is compared with. MoLoRA, HydraLoRA and SMoRA route per projection.
-  return method == AdapterMethod::kRemix || method == AdapterMethod::kTopk;
+  // LoRA-Flow's gate reads the layer input and weighs every LoRA of the layer; retrieval decides once
+  // per sequence.
+  return method == AdapterMethod::kRemix || method == AdapterMethod::kTopk ||
+         method == AdapterMethod::kLoraflow || method == AdapterMethod::kRetrieval;
 }
+
+double ComposedExpert::scale() const {
+  return lora_alpha / (use_rslora ? std::sqrt(static_cast<double>(r)) : static_cast<double>(r));
+}
+
+namespace {
+ComposedExpert parse_expert(const nlohmann::json& json, const std::string& where) {
+  if (!json.is_object()) fail(where, ": must be an object {name, r, lora_alpha, use_rslora, target_modules}");
+  static const std::set<std::string> known = {"name", "r", "lora_alpha", "use_rslora", "target_modules",
+                                              "exclude_modules"};
+  for (const auto& [key, value] : json.items()) {
+    if (!known.count(key)) fail(where, ": unknown field '", key, "'");
+  }
+  ComposedExpert e;
+  e.name = get_field<std::string>(json, "name", "", where);
+  e.r = get_field<int64_t>(json, "r", 0, where);
+  e.lora_alpha = get_field<double>(json, "lora_alpha", 0.0, where);
+  e.use_rslora = get_field<bool>(json, "use_rslora", false, where);
+  e.target_modules = json.value("target_modules", nlohmann::json());
+  e.exclude_modules = json.value("exclude_modules", nlohmann::json());
+  return e;
+}
+}  // namespace
 
 AdapterConfig AdapterConfig::from_json(const nlohmann::json& json, const std::string& source) {
   if (!json.is_object()) fail(source, ": not a JSON object");
@@ -200,7 +241,7 @@ AdapterConfig AdapterConfig::from_json(const nlohmann::json& json, const std::st
         fail(source, ": ", key, " = ", describe(json[key]), " is not supported (only ", describe(allowed_default), ")");
       }
     };
-    unsupported("use_dora", false);
+    c.use_dora = get_field<bool>(json, "use_dora", false, source);
     unsupported("fan_in_fan_out", false);
     unsupported("bias", "none");
     unsupported("lora_bias", false);
@@ -217,7 +258,8 @@ AdapterConfig AdapterConfig::from_json(const nlohmann::json& json, const std::st
         "lora_dropout", "target_modules", "exclude_modules", "method_pattern", "num_experts",
         "top_k", "layer_num_experts", "router_init_std", "balance_loss_coef", "balance_loss_scope",
         "routing", "omega_type", "omega_alpha", "sample_at_inference", "router_objective",
-        "smora_bias_rate", "rank_partition", "inference_mode", "remora_version"};
+        "smora_bias_rate", "rank_partition", "inference_mode", "remora_version", "experts",
+        "freeze_experts", "retrieval_layer", "use_dora"};
     for (const auto& [key, value] : json.items()) {
       if (!known.count(key)) fail(source, ": unknown field '", key, "' for peft_type REMORA");
     }
@@ -235,6 +277,19 @@ AdapterConfig AdapterConfig::from_json(const nlohmann::json& json, const std::st
     c.sample_at_inference = get_field<bool>(json, "sample_at_inference", false, source);
     c.smora_bias_rate = get_field<double>(json, "smora_bias_rate", c.smora_bias_rate, source);
     c.rank_partition = get_field<int64_t>(json, "rank_partition", 1, source);
+    if (json.contains("experts") && !json["experts"].is_null()) {
+      if (!json["experts"].is_array()) fail(source, ": experts must be a list of the composed LoRAs");
+      for (size_t i = 0; i < json["experts"].size(); ++i) {
+        c.experts.push_back(parse_expert(json["experts"][i], source + ": experts[" + std::to_string(i) + "]"));
+      }
+      if (json.contains("num_experts") && json["num_experts"] != static_cast<int64_t>(c.experts.size())) {
+        fail(source, ": num_experts is ", describe(json["num_experts"]), " but experts lists ", c.experts.size());
+      }
+      c.num_experts = static_cast<int64_t>(c.experts.size());
+    }
+    c.freeze_experts = get_field<bool>(json, "freeze_experts", false, source);
+    c.use_dora = get_field<bool>(json, "use_dora", false, source);
+    c.retrieval_layer = get_field<int64_t>(json, "retrieval_layer", 0, source);
     if (json.contains("method_pattern")) {
       if (!json["method_pattern"].is_object()) fail(source, ": method_pattern must be an object");
       for (const auto& [key, value] : json["method_pattern"].items()) {
@@ -260,8 +315,10 @@ void AdapterConfig::validate(const std::string& source) const {
   check_targets(exclude_modules, "exclude_modules", source, true);
   std::vector<AdapterMethod> methods = {method};
   for (const auto& [key, m] : method_pattern) methods.push_back(m);
+  REMORA_CHECK(!use_dora || (!is_routed(method) && method != AdapterMethod::kMultilora && method_pattern.empty()),
+               source, ": use_dora needs method lora or rslora without method_pattern, got ", method_name(method));
   for (AdapterMethod m : methods) {
-    if (!is_routed(m)) continue;
+    if (!is_routed(m) && m != AdapterMethod::kMultilora) continue;
     if (m == AdapterMethod::kSmora) {
       REMORA_CHECK(rank_partition > 0 && r % rank_partition == 0, source, ": rank_partition (",
                    rank_partition, ") must divide r (", r, ")");
@@ -274,17 +331,52 @@ void AdapterConfig::validate(const std::string& source) const {
     for (int64_t n : layer_num_experts) {
       REMORA_CHECK(n >= 1 && n <= kMaxExperts, source, ": layer_num_experts entries must be in [1, ", kMaxExperts, "], got ", n);
     }
-    if (m == AdapterMethod::kTopk || m == AdapterMethod::kRemix) {
+    if (m == AdapterMethod::kTopk || m == AdapterMethod::kRemix || m == AdapterMethod::kMalora) {
       int64_t fewest = num_experts;
       for (int64_t n : layer_num_experts) fewest = std::min(fewest, n);
       REMORA_CHECK(top_k >= 1 && top_k <= fewest, source, ": top_k (", top_k,
                    ") must be between 1 and the number of experts (", fewest, ")");
     }
   }
+  validate_composition(source);
   REMORA_CHECK(balance_loss_coef >= 0, source, ": balance_loss_coef must be >= 0");
   REMORA_CHECK(omega_alpha > 0, source, ": omega_alpha must be positive");
   REMORA_CHECK(smora_bias_rate >= 0, source, ": smora_bias_rate must be >= 0");
   REMORA_CHECK(router_init_std >= 0, source, ": router_init_std must be >= 0");
+}
+
+void AdapterConfig::validate_composition(const std::string& source) const {
+  const bool needs_experts = method == AdapterMethod::kLoraflow || method == AdapterMethod::kRetrieval;
+  if (!composed()) {
+    REMORA_CHECK(!needs_experts, source, ": method ", method_name(method),
+                 " routes between existing LoRAs: build it with remora compose (experts is empty)");
+    REMORA_CHECK(!freeze_experts, source, ": freeze_experts needs a composed adapter (experts is empty)");
+    return;
+  }
+  REMORA_CHECK(composes(method), source, ": method ", method_name(method),
+               " cannot route existing LoRAs (expected molora, topk, remix, loraflow or retrieval)");
+  REMORA_CHECK(method_pattern.empty() && layer_num_experts.empty(), source,
+               ": a composed adapter takes neither method_pattern nor layer_num_experts");
+  REMORA_CHECK(experts.size() <= static_cast<size_t>(kMaxExperts), source, ": ", experts.size(),
+               " experts, above remora's limit of ", kMaxExperts);
+  std::set<std::string> names;
+  for (size_t i = 0; i < experts.size(); ++i) {
+    const ComposedExpert& e = experts[i];
+    const std::string where = source + ": experts[" + std::to_string(i) + "]";
+    REMORA_CHECK(!e.name.empty() && names.insert(e.name).second, where, ": name must be non-empty and unique, got '",
+                 e.name, "'");
+    REMORA_CHECK(e.r > 0 && e.r <= kMaxRank, where, ": r must be in [1, ", kMaxRank, "], got ", e.r);
+    REMORA_CHECK(e.lora_alpha > 0, where, ": lora_alpha must be positive, got ", e.lora_alpha);
+    if (!(e.target_modules.is_string() && e.target_modules == "all-linear")) {
+      check_targets(e.target_modules, "target_modules", where, false);
+    }
+    check_targets(e.exclude_modules, "exclude_modules", where, true);
+  }
+  if (method == AdapterMethod::kTopk || method == AdapterMethod::kRemix || method == AdapterMethod::kRetrieval) {
+    REMORA_CHECK(top_k >= 1 && top_k <= num_experts, source, ": top_k (", top_k,
+                 ") must be between 1 and the number of experts (", num_experts, ")");
+  }
+  REMORA_CHECK(retrieval_layer >= 0, source, ": retrieval_layer must be >= 0, got ", retrieval_layer);
 }
 
 std::optional<ModuleAdapterSpec> AdapterConfig::spec_for(const std::string& module_path,
@@ -300,6 +392,26 @@ std::optional<ModuleAdapterSpec> AdapterConfig::spec_for(const std::string& modu
   }
   spec.alpha = lora_alpha;
   spec.rank = r;
+  spec.dora = use_dora;
+  if (composed()) {
+    // Each expert keeps its own targets: where it adapts nothing, it has rank 0 here and its gate
+    // weight multiplies nothing (the other experts' weights are not renormalised).
+    spec.rank = 0;
+    for (const ComposedExpert& e : experts) {
+      const bool targeted = !matches_targets(module_path, e.exclude_modules) &&
+                            ((e.target_modules.is_string() && e.target_modules == "all-linear") ||
+                             matches_targets(module_path, e.target_modules));
+      spec.expert_ranks.push_back(targeted ? e.r : 0);
+      spec.expert_scales.push_back(e.scale());
+      spec.rank = std::max(spec.rank, spec.expert_ranks.back());
+    }
+    if (spec.rank == 0) return std::nullopt;
+    spec.num_experts = num_experts;
+    const bool sparse = method == AdapterMethod::kTopk || method == AdapterMethod::kRemix ||
+                        method == AdapterMethod::kRetrieval;
+    spec.top_k = sparse ? top_k : num_experts;
+    return spec;
+  }
   if (spec.method == AdapterMethod::kSmora) {
     // Every rank is an expert; blocks of rank_partition ranks share a router score (the official
     // code's per-rank top-k with a per-rank bias).
@@ -307,14 +419,15 @@ std::optional<ModuleAdapterSpec> AdapterConfig::spec_for(const std::string& modu
     spec.num_experts = r;
     spec.top_k = top_k;
     spec.rank_partition = rank_partition;
-  } else if (is_routed(spec.method)) {
+  } else if (is_routed(spec.method) || spec.method == AdapterMethod::kMultilora) {
     spec.num_experts = num_experts;
     if (!layer_num_experts.empty()) {
       REMORA_CHECK(layer < static_cast<int64_t>(layer_num_experts.size()), "layer_num_experts has ",
                    layer_num_experts.size(), " entries but layer ", layer, " is adapted");
       spec.num_experts = layer_num_experts[layer];
     }
-    spec.top_k = (spec.method == AdapterMethod::kTopk || spec.method == AdapterMethod::kRemix)
+    spec.top_k = (spec.method == AdapterMethod::kTopk || spec.method == AdapterMethod::kRemix ||
+                  spec.method == AdapterMethod::kMalora)
                      ? top_k
                      : spec.num_experts;
   }
@@ -343,7 +456,7 @@ void AdapterConfig::check_keys_act(const std::vector<std::string>& keys, const s
 }
 
 bool AdapterConfig::writes_peft_lora() const {
-  return !is_routed(method) && method_pattern.empty();
+  return !is_routed(method) && method != AdapterMethod::kMultilora && method_pattern.empty();
 }
 
 nlohmann::json AdapterConfig::to_json() const {
@@ -366,7 +479,7 @@ nlohmann::json AdapterConfig::to_json() const {
     j["modules_to_save"] = nullptr;
     j["rank_pattern"] = nlohmann::json::object();
     j["alpha_pattern"] = nlohmann::json::object();
-    j["use_dora"] = false;
+    j["use_dora"] = use_dora;
     return j;
   }
   j["peft_type"] = "REMORA";
@@ -384,6 +497,16 @@ nlohmann::json AdapterConfig::to_json() const {
   j["router_objective"] = choice_name(kObjectiveChoices, router_objective);
   j["smora_bias_rate"] = smora_bias_rate;
   j["rank_partition"] = rank_partition;
+  if (composed()) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const ComposedExpert& e : experts) {
+      list.push_back({{"name", e.name}, {"r", e.r}, {"lora_alpha", e.lora_alpha}, {"use_rslora", e.use_rslora},
+                      {"target_modules", e.target_modules}, {"exclude_modules", e.exclude_modules}});
+    }
+    j["experts"] = list;
+    j["freeze_experts"] = freeze_experts;
+    j["retrieval_layer"] = retrieval_layer;
+  }
   nlohmann::json patterns = nlohmann::json::object();
   for (const auto& [key, m] : method_pattern) patterns[key] = method_name(m);
   j["method_pattern"] = patterns;

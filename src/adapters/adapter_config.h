@@ -14,8 +14,14 @@ namespace remora {
 // top-k, renormalised, plus a balance loss. hydra: one shared A and n B heads, dense softmax.
 // remix: constant weight omega on k experts sampled by a policy-gradient-trained router.
 // smora: every rank is an expert (one router score per block of rank_partition ranks); sigmoid
-// top-k with a loss-free balancing bias.
-enum class AdapterMethod { kLora, kRslora, kMolora, kTopk, kHydra, kRemix, kSmora };
+// top-k with a loss-free balancing bias. multilora: n parallel LoRAs summed, each with a learnable
+// scale. malora: experts sharing one low-rank down-projection subspace, each with its own small part.
+// Over existing LoRAs (remora compose; `experts` lists them): molora (MoLE's dense gate), topk and
+// remix as above, loraflow (LoRA-Flow's per-token fusion gate) and retrieval (LoraRetriever: each
+// sequence to the k experts whose data its prompt is most similar to, untrained).
+enum class AdapterMethod {
+  kLora, kRslora, kMolora, kTopk, kHydra, kRemix, kSmora, kMultilora, kMalora, kLoraflow, kRetrieval
+};
 
 enum class RoutingGranularity { kToken, kSequence };  // ReMix: a subset per token, or per sequence
 enum class OmegaType { kLora, kRslora };               // ReMix: omega = alpha/(k r) or alpha/sqrt(k r)
@@ -32,6 +38,18 @@ bool is_routed(AdapterMethod method);
 // Whether one router serves a whole block (attention or MLP) rather than each projection.
 bool routes_per_block(AdapterMethod method);
 
+// One existing LoRA of a composed adapter: its own rank, scaling and targets, as its folder had them.
+struct ComposedExpert {
+  std::string name;
+  int64_t r = 8;
+  double lora_alpha = 8;
+  bool use_rslora = false;
+  nlohmann::json target_modules;
+  nlohmann::json exclude_modules = nullptr;
+  // alpha / r, or alpha / sqrt(r) for rsLoRA: what its own folder scales B A x by.
+  double scale() const;
+};
+
 // Settings for one adapted projection once patterns are resolved.
 struct ModuleAdapterSpec {
   AdapterMethod method = AdapterMethod::kLora;
@@ -40,6 +58,12 @@ struct ModuleAdapterSpec {
   int64_t num_experts = 1;   // n (SMoRA: the LoRA's rank)
   int64_t top_k = 1;         // k
   int64_t rank_partition = 1;  // SMoRA: ranks sharing one router score
+  // Composed adapters: each expert's rank at this projection (0 where it does not adapt it) and its
+  // own scale; factors are stacked in expert order, so experts' widths differ. Empty otherwise.
+  std::vector<int64_t> expert_ranks;
+  std::vector<double> expert_scales;
+  bool composed() const { return !expert_ranks.empty(); }
+  bool dora = false;  // LoRA / rsLoRA with DoRA's magnitude vector
 };
 
 // The whole adapter_config.json. Defaults follow the spec (shared/spec/methods.md) and PEFT.
@@ -71,7 +95,16 @@ struct AdapterConfig {
   RouterObjective router_objective = RouterObjective::kRloo;  // remix
   double smora_bias_rate = 1e-5;               // smora: u of the sign-based bias update
   int64_t rank_partition = 1;                  // smora: ranks sharing one router score
+  // DoRA (lora / rslora): W' = m (W + s B A) / ||W + s B A||_row, the norm detached; PEFT's use_dora.
+  bool use_dora = false;
   std::string base_model_name_or_path;
+  // Composition (remora compose): the existing LoRAs that are the experts (n = their count), whether
+  // their factors stay frozen in training (only the routers learn), and for retrieval the layer whose
+  // input hidden state, averaged over the prompt, is compared with each expert's centroid.
+  std::vector<ComposedExpert> experts;
+  bool freeze_experts = false;
+  int64_t retrieval_layer = 0;
+  bool composed() const { return !experts.empty(); }
 
   // Parses adapter_config.json content. peft_type "LORA" (PEFT's own files: known PEFT keys are
   // accepted, unsupported values rejected) or "REMORA" (this project's; unknown keys rejected).
@@ -81,6 +114,8 @@ struct AdapterConfig {
   nlohmann::json to_json() const;
   // Checks ranges (r > 0, 1 <= k <= n, ...); throws Error naming the field.
   void validate(const std::string& source) const;
+  // The part of validate() about `experts`, loraflow / retrieval and freeze_experts.
+  void validate_composition(const std::string& source) const;
 
   // Throws Error naming `source` and the key if a key in `keys` (adapter_config.json names, as a
   // recipe or --set gave them explicitly) has no effect on any method this adapter uses.

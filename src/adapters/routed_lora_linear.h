@@ -3,7 +3,11 @@
 //   y = W0 x + scale * B_cat (repeat_interleave(g, r) ⊙ (A_cat x))
 //
 // Shapes: N tokens, d_in / d_out, n experts of rank r, so A_cat [n r, d_in], B_cat [d_out, n r]
-// (HydraLoRA shares one A [r, d_in] between its n B heads).
+// (HydraLoRA shares one A [r, d_in] between its n B heads; MALoRA shares a subspace S = A [r, d_in]
+// and gives each expert a coefficient block P_i [r, r], so A_i = P_i S). Variants on top:
+//   MultiLoRA:  y = W0 x + scale * sum_i s_i ⊙ (B_i A_i x), s [n, d_out] learnable, starting at 0;
+//   DoRA:       y = W0 x + (m / ||W0 + scale B A||_row - 1) ⊙ W0 x + m / ||..|| ⊙ scale B A x;
+//   composed:   experts of different ranks r_i, each with its own scale, the gate expanded per rank.
 #pragma once
 
 #include <memory>
@@ -45,14 +49,28 @@ class RoutedLoraLinear : public Projection {
   const ModuleAdapterSpec& spec() const { return spec_; }
   const std::string& path() const { return path_; }
   double scale() const { return scale_; }
-  bool shares_a() const { return spec_.method == AdapterMethod::kHydra; }
+  bool shares_a() const { return spec_.method == AdapterMethod::kHydra || spec_.method == AdapterMethod::kMalora; }
+  // Width of the hidden layer between A and B: n r, or the sum of the composed experts' ranks.
+  int64_t width() const;
 
   std::shared_ptr<Linear> base;     // frozen
-  at::Tensor lora_A;                // [n r, d_in] fp32 (Hydra: [r, d_in])
+  at::Tensor lora_A;                // [n r, d_in] fp32 (Hydra, MALoRA: [r, d_in]; composed: [sum r_i, d_in])
   at::Tensor lora_B;                // [d_out, n r] fp32
+  at::Tensor lora_P;                // MALoRA: [n r, r] each expert's coefficients in the shared subspace
+  at::Tensor lora_scaling;          // MultiLoRA: [n, d_out]
+  at::Tensor lora_magnitude_vector; // DoRA: [d_out] m, starting at ||W0||_row
   std::shared_ptr<Router> router;   // module-scoped router or nullptr
 
+  // Every trainable factor with the suffix it is saved under (PEFT's names where PEFT has them).
+  std::vector<std::pair<std::string, at::Tensor>> named_factors() const;
+  // DoRA: m / ||W0 + scale B A||_row [d_out] fp32, the norm detached (as PEFT and the paper).
+  at::Tensor dora_scale() const;
+
  private:
+  // The gate [N, n] spread over the n r (composed: sum r_i) hidden columns.
+  at::Tensor expand_gate(const at::Tensor& gate) const;
+  at::Tensor rank_owner_;  // composed: [sum r_i] expert of each hidden column
+  at::Tensor rank_scale_;  // composed: [sum r_i] that expert's own scale
   ModuleAdapterSpec spec_;
   double scale_;
   double dropout_;
@@ -62,7 +80,8 @@ class RoutedLoraLinear : public Projection {
 };
 
 // The gate of an adapter's scale for a method: alpha / r (LoRA and the mixtures), alpha / sqrt(r)
-// (rsLoRA), 1 (ReMix: the constant weight omega is in the gate), alpha / k (SMoRA).
+// (rsLoRA), 1 (ReMix: the constant weight omega is in the gate; composed: each expert's own scale is
+// applied per rank), alpha / k (SMoRA).
 double adapter_scale(const ModuleAdapterSpec& spec);
 
 }  // namespace remora

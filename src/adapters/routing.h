@@ -59,6 +59,10 @@ struct RoutingState {
   at::Tensor aux_loss;                 // scalar: per-router balance losses, times their coefficients
   std::map<int64_t, PooledBalance> pooled_balance;  // by expert count
   RoutingCapture* capture = nullptr;   // records gates when set
+  // Retrieval routing: the prompts' embedding [B, d] of this forward, which a pre-pass of the base
+  // model computes (adapters bypassed while it runs).
+  at::Tensor sequence_embedding;
+  bool bypass_adapters = false;
 
   // Data-parallel training (several workers, each holding part of every micro-batch): sums no-grad
   // statistics over the workers in place, so that balance losses and SMoRA's bias updates count the

@@ -68,6 +68,7 @@ void run_init_adapter(const InitAdapterOptions& options) {
     auto generator = at::make_generator<at::CPUGeneratorImpl>(options.seed + 1);
     for (const auto& a : adapted.adapted()) {
       a->lora_B.copy_(at::empty(a->lora_B.sizes()).normal_(0, options.init_b_std, generator));
+      if (a->lora_scaling.defined()) a->lora_scaling.fill_(1.0);  // MultiLoRA's update is zero through its scales
     }
   }
   save_adapter(adapted, options.out, options.overwrite);
@@ -85,7 +86,7 @@ void add_init_adapter_command(CLI::App& app) {
       "init-adapter", "Write a freshly initialised adapter folder for a model (B = 0 unless --init-b-std)");
   command->add_option("--model", options->model, "base model folder")->required();
   command->add_option("--out", options->out, "output adapter folder")->required();
-  command->add_option("--method", options->method, "lora, rslora, molora, topk, hydra, remix or smora")
+  command->add_option("--method", options->method, "lora, rslora, molora, topk, hydra, remix, smora, multilora or malora")
       ->capture_default_str();
   command->add_option("--r", options->r, "rank of each expert (SMoRA: of the whole LoRA)")->capture_default_str();
   command->add_option("--alpha", options->alpha, "lora_alpha")->capture_default_str();

@@ -201,6 +201,7 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& ids, const at::Tensor& atte
                                    KVCache* cache, const at::Tensor& routing_mask) {
   REMORA_CHECK(ids.dim() == 2, "input ids must be [batch, tokens], got ", ids.sizes());
   const int64_t B = ids.size(0), T = ids.size(1);
+  if (before_forward) before_forward(ids, attention_mask, routing_mask, cache);
   // A longer input would cost T x T attention scores per head for positions the model never saw.
   REMORA_CHECK(T <= config_.max_position_embeddings, "an input of ", T, " tokens is longer than the model's context of ",
                config_.max_position_embeddings, " (max_position_embeddings)");

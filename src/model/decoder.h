@@ -133,6 +133,11 @@ class CausalLM : public torch::nn::Module {
 
   std::shared_ptr<DecoderBody> model;
   std::shared_ptr<Linear> lm_head;  // nullptr when tie_word_embeddings
+  // Runs at the start of every hidden_states() with its arguments: adapters that decide once per
+  // sequence before any layer runs (retrieval routing) hook in here. Empty when unused.
+  std::function<void(const at::Tensor& ids, const at::Tensor& attention_mask, const at::Tensor& routing_mask,
+                     const KVCache* cache)>
+      before_forward;
 
   // A block adapters attach to: its HF path ("model.layers.3.mlp"), layer index and module.
   struct NamedBlock {

@@ -72,6 +72,10 @@ void AdapterSet::add(const std::string& name, const std::string& dir) {
   if (index_of(name) >= 0) fail("adapter name '", name, "' is given twice");
   std::unique_ptr<AdaptedModel> adapter = load_adapter(base_, dir);
   const AdapterConfig& config = adapter->config();
+  if (config.method == AdapterMethod::kRetrieval) {
+    fail(dir, "/adapter_config.json: method retrieval routes each prompt after a pre-pass of the base model, "
+         "which serve does not run; use generate or eval with it");
+  }
   if (config.sample_at_inference) {
     fail(dir, "/adapter_config.json: sample_at_inference is true; served outputs must not depend on the "
          "batch, so serve runs routers deterministically (load it without that setting)");
@@ -82,10 +86,12 @@ void AdapterSet::add(const std::string& name, const std::string& dir) {
   // (the same values the per-forward cast gives, so outputs do not change).
   const auto dtype = base_->options().dtype().toScalarType();
   for (const auto& layer : adapter->adapted()) {
-    layer->lora_A.set_requires_grad(false);
-    layer->lora_B.set_requires_grad(false);
-    layer->lora_A.set_data(layer->lora_A.to(dtype));
-    layer->lora_B.set_data(layer->lora_B.to(dtype));
+    // DoRA's weight norm is computed from the fp32 factors at every forward, as in training.
+    const bool keep_fp32 = layer->lora_magnitude_vector.defined();
+    for (auto& [suffix, factor] : layer->named_factors()) {
+      factor.set_requires_grad(false);
+      if (!keep_fp32) factor.set_data(factor.to(dtype));
+    }
   }
   names_.push_back(name);
   adapters_.push_back(std::move(adapter));

@@ -13,8 +13,10 @@ namespace {
 namespace fs = std::filesystem;
 using namespace remora::testing;
 
-class AdapterConformance : public ::testing::TestWithParam<AdapterMethod> {
+class AdapterConformance : public ::testing::TestWithParam<std::pair<std::string, AdapterConfig>> {
  protected:
+  static const AdapterConfig& config() { return GetParam().second; }
+  static AdapterMethod method() { return GetParam().second.method; }
   std::shared_ptr<CausalLM> base() { return random_model(toy_config("llama"), 5); }
   at::Tensor ids_ = random_ids(2, 7, 512, 9);
   at::Tensor mask_ = at::tensor({1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1}, at::kLong).view({2, 7});
@@ -24,7 +26,7 @@ TEST_P(AdapterConformance, ZeroBReproducesTheBaseExactly) {
   auto model = base();
   at::NoGradGuard no_grad;
   at::Tensor expected = model->forward(ids_, mask_);
-  AdaptedModel adapted(model, adapter_config(GetParam()));
+  AdaptedModel adapted(model, config());
   at::Tensor actual = adapted.model().forward(ids_, mask_);
   EXPECT_EQ(actual.sizes(), expected.sizes());
   EXPECT_TRUE(at::equal(actual, expected));
@@ -33,8 +35,8 @@ TEST_P(AdapterConformance, ZeroBReproducesTheBaseExactly) {
 }
 
 TEST_P(AdapterConformance, SaveThenLoadIsBitExact) {
-  const fs::path dir = fs::path(::testing::TempDir()) / ("adapter_" + std::string(method_name(GetParam())));
-  AdaptedModel adapted(base(), adapter_config(GetParam()), 3);
+  const fs::path dir = fs::path(::testing::TempDir()) / ("adapter_" + GetParam().first);
+  AdaptedModel adapted(base(), config(), 3);
   randomize_b(adapted, 2);
   {
     // One training forward moves SMoRA's balancing biases off zero, so they are round-tripped too.
@@ -57,11 +59,11 @@ TEST_P(AdapterConformance, SaveThenLoadIsBitExact) {
 }
 
 TEST_P(AdapterConformance, MergedEqualsUnmergedOrMergeIsRefused) {
-  AdaptedModel adapted(base(), adapter_config(GetParam()));
+  AdaptedModel adapted(base(), config());
   randomize_b(adapted, 4);
   at::NoGradGuard no_grad;
   at::Tensor unmerged = adapted.model().forward(ids_, mask_);
-  if (is_routed(GetParam())) {
+  if (is_routed(method())) {
     EXPECT_THROW(merge_into_base(adapted), Error);
     EXPECT_TRUE(at::equal(adapted.model().forward(ids_, mask_), unmerged)) << "refusal changed the model";
     return;
@@ -74,7 +76,7 @@ TEST_P(AdapterConformance, MergedEqualsUnmergedOrMergeIsRefused) {
 }
 
 TEST_P(AdapterConformance, OnlyAdapterTensorsGetGradients) {
-  AdaptedModel adapted(base(), adapter_config(GetParam()));
+  AdaptedModel adapted(base(), config());
   randomize_b(adapted, 5);
   adapted.set_training(true);
   adapted.routing().reset();
@@ -101,11 +103,11 @@ TEST_P(AdapterConformance, OnlyAdapterTensorsGetGradients) {
 }
 
 TEST_P(AdapterConformance, ReportsActivatedNoMoreThanTrainable) {
-  AdaptedModel adapted(base(), adapter_config(GetParam()));
+  AdaptedModel adapted(base(), config());
   EXPECT_GT(adapted.activated_parameter_count(), 0);
   EXPECT_LE(adapted.activated_parameter_count(), adapted.trainable_parameter_count());
   // Exactly k of n experts active: their share of the factors plus all router weights.
-  if (GetParam() == AdapterMethod::kRemix || GetParam() == AdapterMethod::kTopk) {
+  if (method() == AdapterMethod::kRemix || method() == AdapterMethod::kTopk) {
     int64_t routers = 0;
     for (const auto& t : adapted.router_parameters()) routers += t.numel();
     int64_t factors = 0;
@@ -120,12 +122,12 @@ TEST_P(AdapterConformance, DestroyingOrFailingToAttachLeavesTheBaseAsItWas) {
   at::Tensor expected = model->forward(ids_, mask_);
   const auto names_before = model->named_parameters().keys();
   {
-    AdaptedModel adapted(model, adapter_config(GetParam()));
+    AdaptedModel adapted(model, config());
     randomize_b(adapted, 6);
   }
   EXPECT_TRUE(at::equal(model->forward(ids_, mask_), expected));
   EXPECT_EQ(model->named_parameters().keys(), names_before);
-  AdapterConfig bad = adapter_config(GetParam());
+  AdapterConfig bad = config();
   bad.layer_num_experts = {2, 2};
   bad.method_pattern = {{"layers.1.mlp.down_proj", AdapterMethod::kTopk}};  // clashes only in layer 1
   bad.num_experts = 4;
@@ -137,8 +139,8 @@ TEST_P(AdapterConformance, DestroyingOrFailingToAttachLeavesTheBaseAsItWas) {
   EXPECT_EQ(model->named_parameters().keys(), names_before);
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryMethod, AdapterConformance, ::testing::ValuesIn(all_methods()),
-                         [](const auto& info) { return std::string(method_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(EveryMethod, AdapterConformance, ::testing::ValuesIn(all_variants()),
+                         [](const auto& info) { return info.param.first; });
 
 }  // namespace
 }  // namespace remora

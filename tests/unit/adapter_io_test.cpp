@@ -127,9 +127,10 @@ TEST_F(AdapterFolder, ErrorsNameTheProblem) {
   write_config(config);
   EXPECT_THAT(load_error(random_model(toy_config("llama"))), HasSubstr("unknown method 'moe'"));
   auto peft = peft_config(false);
-  peft["use_dora"] = true;
+  peft["fan_in_fan_out"] = true;
   write_config(peft);
-  EXPECT_THAT(load_error(random_model(toy_config("llama"))), HasSubstr("use_dora = true is not supported"));
+  EXPECT_THAT(load_error(random_model(toy_config("llama"))), HasSubstr("fan_in_fan_out = true is not supported"));
+
 }
 
 TEST_F(AdapterFolder, MissingAndExtraTensorsAreNamed) {
@@ -138,6 +139,15 @@ TEST_F(AdapterFolder, MissingAndExtraTensorsAreNamed) {
                     {{"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", at::zeros({4, 64})}});
   EXPECT_THAT(load_error(random_model(toy_config("llama"))),
               HasSubstr("no tensor 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight'"));
+  // use_dora: true needs each module's magnitude vector beside its factors.
+  auto dora = peft_config(false);
+  dora["use_dora"] = true;
+  write_config(dora);
+  write_safetensors((dir_ / "adapter_model.safetensors").string(),
+                    {{"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", at::zeros({4, 64})},
+                     {"base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", at::zeros({64, 4})}});
+  EXPECT_THAT(load_error(random_model(toy_config("llama"))),
+              HasSubstr("no tensor 'base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector' (shape [64])"));
 }
 
 // --- Target matching as PEFT does it --------------------------------------------------------

@@ -12,6 +12,7 @@ std::shared_ptr<Router> make_router(const ModuleAdapterSpec& spec, const Adapter
     case AdapterMethod::kHydra:
       return std::make_shared<DenseSoftmaxRouter>(input_size, spec.num_experts, std);
     case AdapterMethod::kTopk:
+    case AdapterMethod::kMalora:
       return std::make_shared<TopkRouter>(input_size, spec.num_experts, spec.top_k,
                                           config.balance_loss_coef, std, config.balance_loss_scope);
     case AdapterMethod::kRemix:
@@ -21,8 +22,13 @@ std::shared_ptr<Router> make_router(const ModuleAdapterSpec& spec, const Adapter
     case AdapterMethod::kSmora:
       return std::make_shared<SmoraRouter>(input_size, spec.num_experts, spec.top_k,
                                            config.smora_bias_rate, spec.rank_partition);
+    case AdapterMethod::kLoraflow:
+      return std::make_shared<LoraFlowRouter>(input_size, spec.num_experts);
+    case AdapterMethod::kRetrieval:
+      return std::make_shared<RetrievalRouter>(input_size, spec.num_experts, spec.top_k);
     case AdapterMethod::kLora:
     case AdapterMethod::kRslora:
+    case AdapterMethod::kMultilora:
       break;
   }
   fail("method ", method_name(spec.method), " has no router");

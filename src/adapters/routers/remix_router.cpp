@@ -49,6 +49,7 @@ Gate RemixRouter::route(const at::Tensor& x, const at::Tensor& valid, int64_t ro
 }
 
 double remix_omega(const AdapterConfig& config, int64_t rank) {
+  if (config.composed()) return 1.0 / static_cast<double>(config.top_k);
   const double kr = static_cast<double>(config.top_k * rank);
   return config.omega_alpha / (config.omega_type == OmegaType::kLora ? kr : std::sqrt(kr));
 }

@@ -1,4 +1,5 @@
-// The routers: dense softmax (MoLoRA, HydraLoRA), softmax top-k (MixLoRA), ReMix, SMoRA.
+// The routers: dense softmax (MoLoRA, HydraLoRA, MoLE), softmax top-k (MixLoRA, MALoRA), ReMix, SMoRA,
+// LoRA-Flow's fusion gate and LoraRetriever's similarity routing.
 #pragma once
 
 #include "adapters/adapter_config.h"
@@ -76,7 +77,39 @@ class SmoraRouter : public Router {
   int64_t rank_partition_;
 };
 
-// ReMix's constant weight: omega_alpha / (k r) or omega_alpha / sqrt(k r).
+// LoRA-Flow (Wang et al. 2024): w = softmax(W x) + b per token, the bias added after the softmax and
+// the weights not renormalised; W [n, d] and b [n] start at zero (every LoRA at 1/n).
+class LoraFlowRouter : public Router {
+ public:
+  LoraFlowRouter(int64_t input_size, int64_t experts);
+  Gate route(const at::Tensor& x, const at::Tensor& valid, int64_t rows, RoutingState& state) override;
+  void initialize(double init_std, at::Generator& generator) override;
+  int64_t num_experts() const override { return weight.size(0); }
+  int64_t active_experts() const override { return weight.size(0); }
+  at::Tensor weight;  // [n, d]
+  at::Tensor bias;    // [n]
+};
+
+// LoraRetriever (Zhao et al. 2024), untrained: the k experts whose centroid (the mean embedding of a
+// sample of their training prompts) is most cosine-similar to the sequence's prompt embedding, each
+// at weight 1/k. Reads state.sequence_embedding [rows, d], not its input.
+class RetrievalRouter : public Router {
+ public:
+  RetrievalRouter(int64_t input_size, int64_t experts, int64_t k);
+  Gate route(const at::Tensor& x, const at::Tensor& valid, int64_t rows, RoutingState& state) override;
+  void initialize(double init_std, at::Generator& generator) override;
+  int64_t num_experts() const override { return centroids.size(0); }
+  int64_t active_experts() const override { return k_; }
+  // cosine(embedding [rows, d], every centroid) -> [rows, n]
+  at::Tensor similarity(const at::Tensor& embedding) const;
+  at::Tensor centroids;  // [n, d] buffer
+
+ private:
+  int64_t k_;
+};
+
+// ReMix's constant weight: omega_alpha / (k r) or omega_alpha / sqrt(k r); over composed experts
+// (each already scaled as its own folder says), 1 / k: the k selected LoRAs averaged.
 double remix_omega(const AdapterConfig& config, int64_t rank);
 
 // The router `spec.method` needs, with input size `input_size`.
