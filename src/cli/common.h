@@ -61,6 +61,7 @@ void add_generate_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_merge_command(CLI::App& app);
+void add_compose_command(CLI::App& app);
 void add_init_adapter_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_launch_command(CLI::App& app);

@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   remora::add_generate_command(app);
   remora::add_bench_command(app);
   remora::add_merge_command(app);
+  remora::add_compose_command(app);
   remora::add_init_adapter_command(app);
   remora::add_train_command(app);
   remora::add_launch_command(app);

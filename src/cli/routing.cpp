@@ -47,7 +47,7 @@ std::string label_at(const std::vector<std::string>& labels, size_t i, const std
 AdapterRouting route_dataset(const std::shared_ptr<CausalLM>& base, const std::string& dir, const std::string& label,
                              const Dataset& data, int64_t batch_size) {
   auto adapted = load_adapter(base, dir);
-  if (adapted->router_parameters().empty()) fail(dir, ": the adapter has no routers (plain LoRA): nothing to report");
+  if (adapted->routers().empty()) fail(dir, ": the adapter has no routers (plain LoRA): nothing to report");
   RoutingCapture capture;
   adapted->routing().capture = &capture;
   const auto scores = score_targets(adapted->model(), data.examples, batch_size);

@@ -1,12 +1,12 @@
 // Recipe loading: YAML sections, a field table with defaults and docs, command-line overrides.
 #include "train/recipe.h"
 
-
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <sstream>
 
+#include "adapters/adapter_io.h"
 #include "core/json_input.h"
 #include "core/error.h"
 #include "core/resources.h"
@@ -72,6 +72,9 @@ const std::vector<Field>& fields() {
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.model_path = typed<std::string>(v, w, "a path"); }},
       {"model.dtype", "bfloat16", "dtype of the frozen base weights: bfloat16 or float32",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.model_dtype = typed<std::string>(v, w, "bfloat16 or float32"); }},
+      {"model.adapter", "\"\"", "start from this adapter folder (e.g. remora compose's output); adapter.* keys then "
+       "override its adapter_config.json",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.adapter_path = typed<std::string>(v, w, "a path"); }},
       {"model.device", "cpu", "cpu, cuda or cuda:N",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.device = typed<std::string>(v, w, "a device"); }},
       {"data.train", "(required)", "training JSONL file",
@@ -233,6 +236,7 @@ Recipe Recipe::load(const std::string& path, const std::vector<std::string>& ove
     const std::string where = origin[key] + ": " + key;
     if (key.rfind("adapter.", 0) == 0) {
       adapter[key.substr(8)] = value;
+      recipe.adapter_overrides[key.substr(8)] = value;
       if (!value.is_null()) adapter_keys.push_back(key.substr(8));  // null: the default
       continue;
     }
@@ -243,7 +247,10 @@ Recipe Recipe::load(const std::string& path, const std::vector<std::string>& ove
     field->set(recipe, value, where);
   }
   if (adapter.contains("method") && adapter["method"] == "full") {
+    REMORA_CHECK(recipe.adapter_path.empty(), origin["model.adapter"], ": model.adapter cannot be used with adapter.method: full");
     recipe.full_finetune = true;
+  } else if (!recipe.adapter_path.empty()) {
+    recipe.adapter = read_adapter_config(recipe.adapter_path, recipe.adapter_overrides);
   } else {
     recipe.adapter = AdapterConfig::from_json(adapter, path + ": adapter");
     recipe.adapter.check_keys_act(adapter_keys, path + ": adapter");
@@ -281,7 +288,7 @@ nlohmann::json Recipe::to_json() const {
   static const char* formats[] = {"auto", "alpaca", "chat", "prompt_completion", "text"};
   nlohmann::json adapter_json = full_finetune ? nlohmann::json{{"method", "full"}} : adapter.to_json();
   return {
-      {"model", {{"path", model_path}, {"dtype", model_dtype}, {"device", device}}},
+      {"model", {{"path", model_path}, {"adapter", adapter_path}, {"dtype", model_dtype}, {"device", device}}},
       {"adapter", adapter_json},
       {"data", {{"train", train_file}, {"validation", validation_file},
                 {"validation_fraction", validation_fraction}, {"format", formats[static_cast<int>(format)]},

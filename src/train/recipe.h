@@ -29,6 +29,10 @@ struct Recipe {
   // adapter: `method: full` trains every weight (fp32); otherwise an AdapterConfig (REMORA keys)
   bool full_finetune = false;
   AdapterConfig adapter;
+  // model.adapter: an adapter folder to start from (its config with adapter.* keys applied, which
+  // adapter_overrides holds); "" = a fresh adapter from the adapter.* keys.
+  std::string adapter_path;
+  nlohmann::json adapter_overrides = nlohmann::json::object();
 
   // data
   std::string train_file;

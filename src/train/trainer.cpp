@@ -122,7 +122,8 @@ int run_training(const Recipe& recipe, bool resume) {
   const fs::path out(recipe.output_dir);
   refuse_output_overlapping_inputs(recipe.output_dir, "output.dir",
                                    {{recipe.model_path, "model.path"}, {recipe.train_file, "data.train"},
-                                    {recipe.validation_file, "data.validation"}, {recipe.source, "the recipe"}});
+                                    {recipe.validation_file, "data.validation"}, {recipe.source, "the recipe"},
+                                    {recipe.adapter_path, "model.adapter"}});
   const c10::Device device = worker_device(recipe.device, environment);
   // Joined first, so that a worker failing anywhere below is seen by the others at their next
   // collective instead of after the timeout.
@@ -160,8 +161,13 @@ int run_training(const Recipe& recipe, bool resume) {
                " (max_position_embeddings)");
   std::unique_ptr<AdaptedModel> adapted;
   if (!recipe.full_finetune) {
-    adapted = checkpoint ? load_adapter(model, *checkpoint + "/adapter")
-                         : std::make_unique<AdaptedModel>(model, recipe.adapter, recipe.seed);
+    if (checkpoint) {
+      adapted = load_adapter(model, *checkpoint + "/adapter");
+    } else if (!recipe.adapter_path.empty()) {
+      adapted = load_adapter(model, recipe.adapter_path, recipe.adapter_overrides);
+    } else {
+      adapted = std::make_unique<AdaptedModel>(model, recipe.adapter, recipe.seed);
+    }
   }
 
   // Data.
@@ -186,10 +192,15 @@ int run_training(const Recipe& recipe, bool resume) {
       (item.value().dim() >= 2 ? decayed : not_decayed).push_back(item.value());
     }
   } else {
-    decayed = adapted->adapter_parameters();
+    for (const auto& p : adapted->adapter_parameters()) {
+      if (p.requires_grad()) decayed.push_back(p);  // a composed adapter's frozen experts are not trained
+    }
     for (const auto& p : adapted->router_parameters()) {
       if (p.requires_grad()) routers.push_back(p);  // a frozen ReMix router is not trained
     }
+    REMORA_CHECK(!decayed.empty() || !routers.empty(), recipe.source,
+                 ": nothing to train: the experts are frozen (adapter.freeze_experts) and the ",
+                 method_name(adapted->config().method), " router has no trainable weights");
     adapted->set_training(true);
   }
   model->train();
