@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """A PEFT-layout LoRA adapter applied by remora (`forward --adapter`, and `merge`) against the reference:
 the adapter's update folded into the base weights here, in PyTorch, straight from PEFT's documented
-naming and scaling (W += lora_alpha / r (or / sqrt(r) with use_rslora) * B @ A), then run through
+naming and scaling (W += lora_alpha / r (or / sqrt(r) with use_rslora) * B @ A; with use_dora,
+W' = m * (W + s B A) / ||W + s B A|| row by row, PEFT's lora_magnitude_vector m), then run through
 tests/reference/hf_reference.py. Pass: max |dlogit| < 1e-4 in fp32."""
 import argparse
 import json
@@ -10,6 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
+
+import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
@@ -38,7 +41,11 @@ def fold_peft_lora(model_dir, adapter_dir, out_dir):
             continue
         module = name[len(PREFIX):-len(".lora_A.weight")]
         b = adapter[name.replace(".lora_A.", ".lora_B.")]
-        weights[module + ".weight"] = weights[module + ".weight"].float() + scale * (b.float() @ a.float())
+        updated = weights[module + ".weight"].float() + scale * (b.float() @ a.float())
+        if config.get("use_dora"):
+            magnitude = adapter[PREFIX + module + ".lora_magnitude_vector"].float()
+            updated = (magnitude / updated.norm(p=2, dim=1)).unsqueeze(1) * updated
+        weights[module + ".weight"] = updated
         folded += 1
     safetensors_py.save({k: v.float() for k, v in weights.items()}, os.path.join(out_dir, "model.safetensors"))
     return folded
@@ -57,12 +64,24 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     check = Checks()
 
-    for arch, method in (("llama", "lora"), ("qwen2", "rslora")):
+    for arch, method, dora in (("llama", "lora", False), ("qwen2", "rslora", False), ("llama", "lora", True),
+                               ("qwen2", "rslora", True)):
         model = os.path.join(args.work, f"{arch}_base")
         run([args.remora, "init-model", "--arch", arch, "--out", model, "--dtype", "float32", "--overwrite", "--seed", "3"])
-        adapter = os.path.join(args.work, f"{arch}_{method}")
+        method_label = method + ("+dora" if dora else "")
+        adapter = os.path.join(args.work, f"{arch}_{method_label}")
         run([args.remora, "init-adapter", "--model", model, "--out", adapter, "--method", method, "--r", "4",
-             "--alpha", "8", "--target", "all-linear", "--init-b-std", "0.05", "--overwrite", "--seed", "5"])
+             "--alpha", "8", "--target", "all-linear", "--init-b-std", "0.05", "--overwrite", "--seed", "5"]
+            + (["--set", "use_dora=true"] if dora else []))
+        if dora:
+            # init-adapter starts m at ||W||; move it so the magnitude enters the comparison.
+            path = os.path.join(adapter, "adapter_model.safetensors")
+            tensors = safetensors_py.load(path)
+            generator = torch.Generator().manual_seed(7)
+            for key in [k for k in tensors if k.endswith(".lora_magnitude_vector")]:
+                tensors[key] = tensors[key] * (0.5 + torch.rand(tensors[key].shape, generator=generator))
+            safetensors_py.save(tensors, path)
+        method = method_label
         folded_dir = os.path.join(args.work, f"{arch}_{method}_folded")
         folded = fold_peft_lora(model, adapter, folded_dir)
         reference = os.path.join(args.work, "reference.safetensors")
