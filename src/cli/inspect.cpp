@@ -29,9 +29,18 @@ void describe_adapter(const std::string& model_dir, const std::string& adapter_d
   std::map<std::string, int64_t> per_method;
   for (const auto& a : adapted->adapted()) per_method[method_name(a->spec().method)] += 1;
   std::cout << "adapter       " << adapter_dir << "\n"
-            << "method        " << method_name(c.method) << ", r " << c.r << ", alpha " << c.lora_alpha;
-  if (is_routed(c.method)) std::cout << ", experts " << c.num_experts << ", top_k " << c.top_k;
-  std::cout << "\n"
+            << "method        " << method_name(c.method);
+  if (!c.composed()) std::cout << ", r " << c.r << ", alpha " << c.lora_alpha << (c.use_dora ? ", DoRA" : "");
+  if (is_routed(c.method) || c.method == AdapterMethod::kMultilora) {
+    std::cout << ", experts " << c.num_experts << ", top_k " << c.top_k;
+  }
+  std::cout << "\n";
+  for (const ComposedExpert& e : c.experts) {
+    std::cout << "expert        " << e.name << ": r " << e.r << ", alpha " << e.lora_alpha
+              << (e.use_rslora ? " (rsLoRA)" : "") << ", targets " << e.target_modules.dump()
+              << (c.freeze_experts ? ", frozen" : "") << "\n";
+  }
+  std::cout
             << "adapted       ";
   for (const auto& [method, count] : per_method) std::cout << count << " " << method << "  ";
   std::cout << "(" << adapted->block_routers().size() << " block routers)\n"

@@ -29,6 +29,7 @@ at::Tensor per_expert_reference(RoutedLoraLinear& layer, const at::Tensor& x, co
   at::Tensor y = at::linear(x, layer.base->weight);
   for (int64_t i = 0; i < layer.spec().num_experts; ++i) {
     at::Tensor a = layer.shares_a() ? layer.lora_A : layer.lora_A.narrow(0, i * r, r);
+    if (layer.lora_P.defined()) a = at::matmul(layer.lora_P.narrow(0, i * r, r), layer.lora_A);  // MALoRA: P_i S
     at::Tensor b = layer.lora_B.narrow(1, i * r, r);
     y = y + gate.select(1, i).unsqueeze(1) * layer.scale() * at::linear(at::linear(x, a), b);
   }
@@ -38,7 +39,7 @@ at::Tensor per_expert_reference(RoutedLoraLinear& layer, const at::Tensor& x, co
 TEST(RoutedLoraLinear, DenseMaskedEqualsPerExpertLoopForwardAndGradients) {
   const int64_t d_in = 12, d_out = 10, n = 4, r = 3, k = 2;
   for (AdapterMethod method : {AdapterMethod::kMolora, AdapterMethod::kTopk, AdapterMethod::kHydra,
-                               AdapterMethod::kSmora}) {
+                               AdapterMethod::kSmora, AdapterMethod::kMalora}) {
     SCOPED_TRACE(method_name(method));
     AdapterConfig config = adapter_config(method);
     config.r = method == AdapterMethod::kSmora ? n * r : r;
@@ -48,7 +49,8 @@ TEST(RoutedLoraLinear, DenseMaskedEqualsPerExpertLoopForwardAndGradients) {
     // SMoRA: n r rank-1 experts, blocks of r ranks sharing a router score, top k ranks.
     ModuleAdapterSpec spec = method == AdapterMethod::kSmora
                                  ? ModuleAdapterSpec{method, 1, 6.0, n * r, k, r}
-                                 : ModuleAdapterSpec{method, r, 6.0, n, method == AdapterMethod::kTopk ? k : n};
+                                 : ModuleAdapterSpec{method, r, 6.0, n,
+                                                     method == AdapterMethod::kTopk || method == AdapterMethod::kMalora ? k : n};
     at::manual_seed(1);
     auto base = std::make_shared<Linear>(d_in, d_out, false, at::TensorOptions().dtype(at::kFloat));
     base->weight.normal_();
@@ -65,6 +67,7 @@ TEST(RoutedLoraLinear, DenseMaskedEqualsPerExpertLoopForwardAndGradients) {
     y.pow(2).sum().backward();
     std::vector<at::Tensor> grads = {layer.lora_A.grad().clone(), layer.lora_B.grad().clone(),
                                      router->parameters()[0].grad().clone()};
+    if (layer.lora_P.defined()) grads.push_back(layer.lora_P.grad().clone());
     for (auto& p : layer.parameters()) p.mutable_grad() = at::Tensor();
 
     at::Tensor gate = router->route(x, at::ones({5}, at::kBool), 1, state).weights;
@@ -73,10 +76,36 @@ TEST(RoutedLoraLinear, DenseMaskedEqualsPerExpertLoopForwardAndGradients) {
     expected.pow(2).sum().backward();
     std::vector<at::Tensor> expected_grads = {layer.lora_A.grad(), layer.lora_B.grad(),
                                               router->parameters()[0].grad()};
+    if (layer.lora_P.defined()) expected_grads.push_back(layer.lora_P.grad());
     for (size_t i = 0; i < grads.size(); ++i) {
       EXPECT_TRUE(at::allclose(grads[i], expected_grads[i], 1e-4, 1e-4)) << "gradient " << i;
     }
   }
+}
+
+TEST(RoutedLoraLinear, MultiLoraSumsEachLoraScaledPerChannelAndMergesToTheSame) {
+  const int64_t d_in = 12, d_out = 10, n = 3, r = 2;
+  ModuleAdapterSpec spec{AdapterMethod::kMultilora, r, 6.0, n, n};
+  at::manual_seed(2);
+  auto base = std::make_shared<Linear>(d_in, d_out, false, at::TensorOptions().dtype(at::kFloat));
+  base->weight.normal_();
+  RoutingState state;
+  RoutedLoraLinear layer(base, spec, adapter_scale(spec), 0.0, nullptr, nullptr, &state, "test");
+  at::Tensor x = at::randn({5, d_in});
+  // The update starts at zero through the scales (B is not zero: MultiLoRA's init).
+  EXPECT_GT(layer.lora_B.abs().sum().item<double>(), 0);
+  EXPECT_TRUE(at::equal(layer.forward(x), at::linear(x, base->weight)));
+  {
+    at::NoGradGuard no_grad;
+    layer.lora_scaling.normal_();
+  }
+  at::Tensor expected = at::linear(x, base->weight);
+  for (int64_t i = 0; i < n; ++i) {
+    at::Tensor lora = at::linear(at::linear(x, layer.lora_A.narrow(0, i * r, r)), layer.lora_B.narrow(1, i * r, r));
+    expected = expected + (6.0 / r) * lora * layer.lora_scaling[i];
+  }
+  EXPECT_LT((layer.forward(x) - expected).abs().max().item<double>(), 1e-5);
+  EXPECT_LT((at::linear(x, base->weight + layer.delta_weight()) - expected).abs().max().item<double>(), 1e-5);
 }
 
 // --- Gumbel-top-k samples ordered selections with Plackett-Luce probabilities -----------------
