@@ -17,7 +17,7 @@ from checks import Checks  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DATA = os.path.join(ROOT, "data", "colors.jsonl")
-METHODS = ["lora", "rslora", "molora", "topk", "hydra", "remix", "smora", "full"]
+METHODS = ["lora", "rslora", "molora", "topk", "hydra", "remix", "smora", "multilora", "malora", "full"]
 
 
 def main():
