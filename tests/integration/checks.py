@@ -1,4 +1,7 @@
-"""PASS/FAIL bookkeeping and command running shared by the end-to-end scripts."""
+"""PASS/FAIL bookkeeping, arguments and command running shared by the end-to-end scripts."""
+import argparse
+import os
+import shutil
 import subprocess
 
 
@@ -24,3 +27,14 @@ def run(cmd):
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr}")
     return result.stdout
+
+
+def remora_and_fresh_work():
+    """--remora BINARY and --work DIR (emptied first): what every ctest end-to-end script is given."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--remora", required=True)
+    parser.add_argument("--work", required=True)
+    args = parser.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    os.makedirs(args.work)
+    return args

@@ -3,10 +3,8 @@
 two LoRA folders of different ranks and targets; retrieval routing sends each task's prompts to that
 task's LoRA (>= 90%), a composed LoRA-Flow adapter trains with its experts frozen (only its gates
 change), and bad arguments are one-line errors that write nothing."""
-import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -15,7 +13,7 @@ ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import safetensors_py  # noqa: E402
 sys.path.insert(0, HERE)
-from checks import Checks, run  # noqa: E402
+from checks import Checks, remora_and_fresh_work, run  # noqa: E402
 
 DATA = {"colors": os.path.join(ROOT, "data", "colors.jsonl"), "shapes": os.path.join(ROOT, "data", "shapes.jsonl")}
 
@@ -27,12 +25,7 @@ def fails(cmd):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--remora", required=True)
-    parser.add_argument("--work", required=True)
-    args = parser.parse_args()
-    shutil.rmtree(args.work, ignore_errors=True)
-    os.makedirs(args.work)
+    args = remora_and_fresh_work()
     remora = [args.remora, "--threads", "2"]
     check = Checks()
     w = lambda *p: os.path.join(args.work, *p)  # noqa: E731

@@ -6,10 +6,8 @@ rank, and --resume then finishes with the uninterrupted adapter.
 
     distributed_train.py --remora build/src/remora --work /tmp/dist
 """
-import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
 import safetensors_py  # noqa: E402
 sys.path.insert(0, HERE)
-from checks import Checks  # noqa: E402
+from checks import Checks, remora_and_fresh_work  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 DATA = os.path.join(ROOT, "data", "colors.jsonl")
@@ -79,12 +77,7 @@ def differences(a_out, b_out):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--remora", required=True)
-    parser.add_argument("--work", required=True)
-    args = parser.parse_args()
-    shutil.rmtree(args.work, ignore_errors=True)
-    os.makedirs(args.work)
+    args = remora_and_fresh_work()
     check = Checks()
     remora = os.path.abspath(args.remora)
     work = os.path.abspath(args.work)

@@ -137,8 +137,13 @@ TEST_P(ServeBatch, RefusesAdaptersWhoseOutputWouldDependOnTheBatch) {
   AdaptedModel sampled(base(), config);
   save_adapter(sampled, (dir_ / "sampled").string());
 
+  // Retrieval routes after a pre-pass of the base model, which serving's batched forwards do not run.
+  AdaptedModel retrieval(base(), adapter_config(AdapterMethod::kRetrieval));
+  save_adapter(retrieval, (dir_ / "retrieval").string());
+
   AdapterSet set(base());
   EXPECT_THROW(set.add("sampled", (dir_ / "sampled").string()), Error);
+  EXPECT_THROW(set.add("retrieval", (dir_ / "retrieval").string()), Error);
   set.add("lora", folder(0));
   EXPECT_THROW(set.add("lora", folder(1)), Error);  // a name given twice
   EXPECT_EQ(set.index_of("lora"), 0);
