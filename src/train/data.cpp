@@ -33,29 +33,42 @@ std::vector<TextSegment> alpaca(const nlohmann::json& line) {
 }
 
 // Renders the chat template incrementally: each assistant message's text is what the full
-// conversation adds over the conversation up to it with a generation prompt.
-std::vector<TextSegment> chat(const nlohmann::json& line, const PretrainedTokenizer& tokenizer) {
+// conversation adds over the conversation up to it with a generation prompt. Each step renders the
+// whole prefix, so a long conversation costs messages² renders: with `max_tokens` >= 0 it stops once
+// its segments hold more tokens than that (what follows would be cut by data.max_seq_len anyway;
+// segments are tokenized one by one, so the kept ones are unchanged).
+std::vector<TextSegment> chat(const nlohmann::json& line, const PretrainedTokenizer& tokenizer, int64_t max_tokens) {
   const auto it = line.find("messages");
   if (it == line.end()) fail("missing field 'messages'");  // data.format: chat forced on other data
   if (!it->is_array() || it->empty()) fail("'messages' must be a non-empty list");
+  for (size_t i = 0; i < it->size(); ++i) {  // every message is checked, rendered or not
+    const auto& message = (*it)[i];
+    if (!message.is_object()) fail("messages[", i, "] must be an object with role and content");
+    string_field(message, "role");  // each throws naming the field when it is missing or not a string
+    string_field(message, "content");
+  }
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   std::vector<TextSegment> segments;
   std::string rendered;
-  for (size_t i = 0; i < it->size(); ++i) {
+  int64_t tokens = 0;
+  const auto add = [&](std::string text, bool target) {
+    if (max_tokens >= 0) tokens += static_cast<int64_t>(tokenizer.tokenizer.encode(text, false).size());
+    segments.push_back({std::move(text), target});
+  };
+  for (size_t i = 0; i < it->size() && (max_tokens < 0 || tokens <= max_tokens); ++i) {
     const auto& message = (*it)[i];
-    if (!message.is_object()) fail("messages[", i, "] must be an object with role and content");
     const std::string role = string_field(message, "role"), content = string_field(message, "content");
     const bool assistant = role == "assistant";
     if (assistant) {
       const std::string prompt = tokenizer.apply_chat_template(messages, /*add_generation_prompt=*/true);
       if (prompt.compare(0, rendered.size(), rendered) != 0) fail("the chat template does not render incrementally");
-      segments.push_back({prompt.substr(rendered.size()), false});
+      add(prompt.substr(rendered.size()), false);
       rendered = prompt;
     }
     messages.push_back({{"role", role}, {"content", content}});
     const std::string full = tokenizer.apply_chat_template(messages, /*add_generation_prompt=*/false);
     if (full.compare(0, rendered.size(), rendered) != 0) fail("the chat template does not render incrementally");
-    segments.push_back({full.substr(rendered.size()), assistant});
+    add(full.substr(rendered.size()), assistant);
     rendered = full;
   }
   return segments;
@@ -64,11 +77,11 @@ std::vector<TextSegment> chat(const nlohmann::json& line, const PretrainedTokeni
 }  // namespace
 
 std::vector<TextSegment> example_segments(const nlohmann::json& line, DataFormat format,
-                                          const PretrainedTokenizer& tokenizer) {
+                                          const PretrainedTokenizer& tokenizer, int64_t max_tokens) {
   if (!line.is_object()) fail("a line must be a JSON object");
   switch (format == DataFormat::kAuto ? detect(line) : format) {
     case DataFormat::kAlpaca: return alpaca(line);
-    case DataFormat::kChat: return chat(line, tokenizer);
+    case DataFormat::kChat: return chat(line, tokenizer, max_tokens);
     case DataFormat::kPromptCompletion:
       return {{string_field(line, "prompt"), false}, {string_field(line, "completion"), true}};
     case DataFormat::kText: return {{string_field(line, "text"), true}};
@@ -96,7 +109,7 @@ Dataset load_dataset(const std::string& path, const PretrainedTokenizer& tokeniz
     try {
       const nlohmann::json line = parse_jsonl_object(text);
       const DataFormat format = recipe.format == DataFormat::kAuto ? detect(line) : recipe.format;
-      const std::vector<TextSegment> segments = example_segments(line, format, tokenizer);
+      const std::vector<TextSegment> segments = example_segments(line, format, tokenizer, recipe.max_seq_len);
       // Chat templates write BOS themselves; the other formats get the post-processor's tokens.
       bool first = format != DataFormat::kChat;
       bool in_prompt = true;

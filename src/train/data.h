@@ -47,9 +47,11 @@ struct TextSegment {
 };
 
 // The segments of one JSONL record in `format` (kAuto: told from its fields). Throws Error without
-// file or line (the caller adds them) when the record does not fit the format.
+// file or line (the caller adds them) when the record does not fit the format. With `max_tokens` >= 0
+// a chat may stop after its first segments holding more than that many tokens (the rest would be
+// truncated away: training's data.max_seq_len).
 std::vector<TextSegment> example_segments(const nlohmann::json& line, DataFormat format,
-                                          const PretrainedTokenizer& tokenizer);
+                                          const PretrainedTokenizer& tokenizer, int64_t max_tokens = -1);
 
 // Reads `path` line by line. A malformed line (bad JSON, unknown format, missing or non-string
 // field, no chat template for chat data) is an Error naming file and line, or with

@@ -120,6 +120,15 @@ def _(c):
     return c.train()
 
 
+@case("chat_line_of_50000_messages_then_a_bad_line", r"data\.jsonl:2: not valid JSON")
+def _(c):
+    # Rendering every prefix of the conversation took O(messages²) (hours here); training now stops
+    # once the segments pass data.max_seq_len, so the run reaches line 2 at once.
+    messages = [{"role": "assistant" if i % 2 else "user", "content": "hi"} for i in range(50000)]
+    c.write("data.jsonl", json.dumps({"messages": messages}) + "\n{oops\n")
+    return c.train()
+
+
 @case("forward_out_dev_full", r"--out: /dev/full exists and is a device")
 def _(c):
     return ["forward", "--model", c.path("model"), "--ids", "1,2", "--out", "/dev/full"]

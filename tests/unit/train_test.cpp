@@ -185,6 +185,57 @@ TEST_F(DataTest, BadLinesAreNamedOrCountedAndLongOnesTruncated) {
   EXPECT_THAT(error_of([&] { load_dataset("/no/such.jsonl", tokenizer_, recipe_); }), HasSubstr("/no/such.jsonl"));
 }
 
+// A conversation renders the template once per message over its whole prefix; training stops
+// rendering once the segments pass data.max_seq_len, which must give what rendering it all and
+// truncating gives (hostile input: a 1 MB line of short messages took minutes).
+TEST_F(DataTest, LongChatStopsRenderingPastMaxSeqLenWithTheSameExample) {
+  // Plain ChatML, which renders a conversation turn by turn (Qwen3's own template rewrites earlier
+  // assistant turns once a new user turn follows, which the chat format refuses).
+  const fs::path dir = fs::path(::testing::TempDir()) / "chatml_tokenizer";
+  fs::create_directories(dir);
+  fs::copy_file(std::string(REMORA_TOKENIZER_FILES) + "/qwen3/tokenizer.json", dir / "tokenizer.json",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(dir / "tokenizer_config.json") << nlohmann::json{
+      {"eos_token", "<|im_end|>"},
+      {"chat_template", "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"}}.dump();
+  tokenizer_ = PretrainedTokenizer::load(dir.string());
+  nlohmann::json messages = nlohmann::json::array();
+  for (int i = 0; i < 240; ++i) {
+    messages.push_back({{"role", i % 2 ? "assistant" : "user"}, {"content", "message " + std::to_string(i)}});
+  }
+  const fs::path path = temp_file("long_chat.jsonl", nlohmann::json{{"messages", messages}}.dump() + "\n");
+  const nlohmann::json line = nlohmann::json{{"messages", messages}};
+  const auto all = example_segments(line, DataFormat::kChat, tokenizer_);
+  for (int64_t max_seq_len : {37, 200, 4096}) {
+    SCOPED_TRACE(max_seq_len);
+    recipe_.max_seq_len = max_seq_len;
+    Dataset data = load_dataset(path.string(), tokenizer_, recipe_);
+    ASSERT_EQ(data.examples.size(), 1u);
+    // The same example from every segment, tokenized one by one and cut to max_seq_len.
+    std::vector<int64_t> ids;
+    std::vector<uint8_t> target;
+    for (const auto& segment : all) {
+      const auto piece = tokenizer_.tokenizer.encode(segment.text, false);
+      ids.insert(ids.end(), piece.begin(), piece.end());
+      target.insert(target.end(), piece.size(), segment.target);
+    }
+    EXPECT_EQ(data.report.truncated, static_cast<int64_t>(ids.size()) > max_seq_len ? 1 : 0);
+    if (static_cast<int64_t>(ids.size()) > max_seq_len) ids.resize(max_seq_len), target.resize(max_seq_len);
+    EXPECT_EQ(data.examples[0].ids, ids);
+    EXPECT_EQ(std::vector<uint8_t>(data.examples[0].target.begin() + 1, data.examples[0].target.end()),
+              std::vector<uint8_t>(target.begin() + 1, target.end()));
+    EXPECT_LT(example_segments(line, DataFormat::kChat, tokenizer_, max_seq_len).size(),
+              max_seq_len < 4096 ? all.size() : all.size() + 1);
+  }
+  // A malformed message after the cut is still an error.
+  messages.push_back({{"role", "user"}, {"content", 7}});
+  const fs::path bad = temp_file("long_chat_bad.jsonl", nlohmann::json{{"messages", messages}}.dump() + "\n");
+  recipe_.max_seq_len = 16;
+  EXPECT_THAT(error_of([&] { load_dataset(bad.string(), tokenizer_, recipe_); }),
+              AllOf(HasSubstr("long_chat_bad.jsonl:1"), HasSubstr("'content' must be a string")));
+}
+
 // The well-known accumulation bug normalises each micro-batch by its own tokens; the step must be
 // normalised by all of its tokens, giving exactly the gradient of one big batch.
 TEST(Objective, AccumulatedMicroBatchesEqualOneBatch) {
