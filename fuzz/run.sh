@@ -20,8 +20,14 @@ done
 all=(safetensors shard_index config_json tokenizer_json chat_template jsonl_records recipe_yaml adapter_config)
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
-cmake -S "$root/fuzz" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 >/dev/null
-cmake --build "$build" -j "$(nproc)" >/dev/null
+mkdir -p "$build"
+# Quiet unless it fails (ninja prints compiler errors on stdout).
+if ! { cmake -S "$root/fuzz" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 &&
+       cmake --build "$build" -j "$(nproc)"; } >"$build/build.log" 2>&1; then
+  cat "$build/build.log" >&2
+  echo "fuzz/run.sh: building the fuzz targets failed" >&2
+  exit 1
+fi
 
 # Seed corpora: files of each kind that the repository and a toy model already have.
 seeds="$build/seeds"

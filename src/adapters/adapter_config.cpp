@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <set>
 
 #include "core/json_input.h"
@@ -511,6 +512,21 @@ nlohmann::json AdapterConfig::to_json() const {
   for (const auto& [key, m] : method_pattern) patterns[key] = method_name(m);
   j["method_pattern"] = patterns;
   return j;
+}
+
+AdapterConfig read_adapter_config(const std::string& dir, const nlohmann::json& overrides) {
+  const std::filesystem::path path = std::filesystem::path(dir) / "adapter_config.json";
+  if (!std::filesystem::exists(path)) fail(path.string(), ": missing (an adapter folder needs adapter_config.json)");
+  nlohmann::json json = read_json_file(path.string(), kMaxConfigBytes);
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : overrides.items()) {
+    json[key] = value;
+    keys.push_back(key);
+  }
+  const std::string source = overrides.empty() ? path.string() : path.string() + " with --adapter-set";
+  AdapterConfig config = AdapterConfig::from_json(json, source);
+  config.check_keys_act(keys, source);
+  return config;
 }
 
 }  // namespace remora

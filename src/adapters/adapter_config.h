@@ -129,4 +129,9 @@ struct AdapterConfig {
   bool writes_peft_lora() const;
 };
 
+// Reads and validates <dir>/adapter_config.json with `overrides` (a JSON object, e.g.
+// {"sample_at_inference": true}) replacing its fields first; an override that acts on none of the
+// adapter's methods is an error.
+AdapterConfig read_adapter_config(const std::string& dir, const nlohmann::json& overrides = nlohmann::json::object());
+
 }  // namespace remora

@@ -12,21 +12,6 @@
 namespace remora {
 namespace fs = std::filesystem;
 
-AdapterConfig read_adapter_config(const std::string& dir, const nlohmann::json& overrides) {
-  const fs::path path = fs::path(dir) / "adapter_config.json";
-  if (!fs::exists(path)) fail(path.string(), ": missing (an adapter folder needs adapter_config.json)");
-  nlohmann::json json = read_json_file(path.string(), kMaxConfigBytes);
-  std::vector<std::string> keys;
-  for (const auto& [key, value] : overrides.items()) {
-    json[key] = value;
-    keys.push_back(key);
-  }
-  const std::string source = overrides.empty() ? path.string() : path.string() + " with --adapter-set";
-  AdapterConfig config = AdapterConfig::from_json(json, source);
-  config.check_keys_act(keys, source);
-  return config;
-}
-
 void save_adapter(const AdaptedModel& adapted, const std::string& dir, bool overwrite) {
   replace_folder_atomically(dir, overwrite, [&](const std::string& temp) {
     write_text_file_atomically((fs::path(temp) / "adapter_config.json").string(),

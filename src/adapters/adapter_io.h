@@ -19,10 +19,6 @@ void save_adapter(const AdaptedModel& adapted, const std::string& dir, bool over
 std::unique_ptr<AdaptedModel> load_adapter(std::shared_ptr<CausalLM> base, const std::string& dir,
                                            const nlohmann::json& config_overrides = nlohmann::json::object());
 
-// Reads and validates <dir>/adapter_config.json, with `overrides` applied (see load_adapter).
-AdapterConfig read_adapter_config(const std::string& dir,
-                                  const nlohmann::json& overrides = nlohmann::json::object());
-
 // Folds every LoRA / rsLoRA update into its base weight (W + scale B A computed in fp32, then cast
 // to the stored dtype) and puts the plain Linear back. Throws Error, changing nothing, if any adapted
 // projection is routed: its update depends on the token.

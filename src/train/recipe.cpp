@@ -6,7 +6,6 @@
 #include <map>
 #include <sstream>
 
-#include "adapters/adapter_io.h"
 #include "core/json_input.h"
 #include "core/error.h"
 #include "core/resources.h"
