@@ -79,15 +79,17 @@ for target in "${targets[@]}"; do
   set +e
   parallel=()
   rm -f "$build"/fuzz-*.log
-  [ "$jobs" -le 1 ] || parallel=(-jobs="$jobs" -workers="$jobs")  # libFuzzer then logs to fuzz-N.log in $build
+  seeding=(-seed="$seed")
+  # Parallel jobs log to fuzz-N.log in $build, and the main log repeats each job's log when it ends;
+  # a fixed -seed would give every job the same one, so jobs draw their own.
+  [ "$jobs" -le 1 ] || parallel=(-jobs="$jobs" -workers="$jobs") seeding=()
   # -timeout is wall-clock: 60 s still catches a hang, and a unit of a few seconds under ASan (a
   # 100-message conversation: one template render per message) survives a busy 2-core machine.
   (cd "$build" && ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$build/fuzz_$target" "${limit[@]}" "${parallel[@]}" -seed="$seed" -rss_limit_mb=4096 -timeout=60 -max_len=65536 \
+    "$build/fuzz_$target" "${limit[@]}" "${parallel[@]}" "${seeding[@]}" -rss_limit_mb=4096 -timeout=60 -max_len=65536 \
     -dict="$root/fuzz/dict/$(dict_of "$target").dict" -artifact_prefix="$findings/" -print_final_stats=1 \
     "$corpus" "$seeds/$target" >"$log" 2>&1)
   rc=$?
-  [ "$jobs" -le 1 ] || cat "$build"/fuzz-*.log >>"$log" 2>/dev/null
   set -e
   executions=$( (grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" || true) | awk '{s+=$2} END {print s+0}')
   coverage=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
