@@ -186,7 +186,16 @@ AdapterMethod parse_method(const std::string& name, const std::string& where) {
 }
 
 bool is_routed(AdapterMethod method) {
-  return method != AdapterMethod::kLora && method != AdapterMethod::kRslora && method != AdapterMethod::kMultilora;
+  return !is_single_lora(method) && method != AdapterMethod::kMultilora;
+}
+
+bool is_single_lora(AdapterMethod method) {
+  return method == AdapterMethod::kLora || method == AdapterMethod::kRslora;
+}
+
+bool picks_top_k(AdapterMethod method) {
+  return method == AdapterMethod::kTopk || method == AdapterMethod::kRemix || method == AdapterMethod::kMalora ||
+         method == AdapterMethod::kRetrieval;
 }
 
 bool routes_per_block(AdapterMethod method) {
@@ -316,10 +325,10 @@ void AdapterConfig::validate(const std::string& source) const {
   check_targets(exclude_modules, "exclude_modules", source, true);
   std::vector<AdapterMethod> methods = {method};
   for (const auto& [key, m] : method_pattern) methods.push_back(m);
-  REMORA_CHECK(!use_dora || (!is_routed(method) && method != AdapterMethod::kMultilora && method_pattern.empty()),
+  REMORA_CHECK(!use_dora || (is_single_lora(method) && method_pattern.empty()),
                source, ": use_dora needs method lora or rslora without method_pattern, got ", method_name(method));
   for (AdapterMethod m : methods) {
-    if (!is_routed(m) && m != AdapterMethod::kMultilora) continue;
+    if (is_single_lora(m)) continue;
     if (m == AdapterMethod::kSmora) {
       REMORA_CHECK(rank_partition > 0 && r % rank_partition == 0, source, ": rank_partition (",
                    rank_partition, ") must divide r (", r, ")");
@@ -332,7 +341,7 @@ void AdapterConfig::validate(const std::string& source) const {
     for (int64_t n : layer_num_experts) {
       REMORA_CHECK(n >= 1 && n <= kMaxExperts, source, ": layer_num_experts entries must be in [1, ", kMaxExperts, "], got ", n);
     }
-    if (m == AdapterMethod::kTopk || m == AdapterMethod::kRemix || m == AdapterMethod::kMalora) {
+    if (picks_top_k(m)) {
       int64_t fewest = num_experts;
       for (int64_t n : layer_num_experts) fewest = std::min(fewest, n);
       REMORA_CHECK(top_k >= 1 && top_k <= fewest, source, ": top_k (", top_k,
@@ -373,10 +382,6 @@ void AdapterConfig::validate_composition(const std::string& source) const {
     }
     check_targets(e.exclude_modules, "exclude_modules", where, true);
   }
-  if (method == AdapterMethod::kTopk || method == AdapterMethod::kRemix || method == AdapterMethod::kRetrieval) {
-    REMORA_CHECK(top_k >= 1 && top_k <= num_experts, source, ": top_k (", top_k,
-                 ") must be between 1 and the number of experts (", num_experts, ")");
-  }
   REMORA_CHECK(retrieval_layer >= 0, source, ": retrieval_layer must be >= 0, got ", retrieval_layer);
 }
 
@@ -408,9 +413,7 @@ std::optional<ModuleAdapterSpec> AdapterConfig::spec_for(const std::string& modu
     }
     if (spec.rank == 0) return std::nullopt;
     spec.num_experts = num_experts;
-    const bool sparse = method == AdapterMethod::kTopk || method == AdapterMethod::kRemix ||
-                        method == AdapterMethod::kRetrieval;
-    spec.top_k = sparse ? top_k : num_experts;
+    spec.top_k = picks_top_k(method) ? top_k : num_experts;
     return spec;
   }
   if (spec.method == AdapterMethod::kSmora) {
@@ -420,17 +423,14 @@ std::optional<ModuleAdapterSpec> AdapterConfig::spec_for(const std::string& modu
     spec.num_experts = r;
     spec.top_k = top_k;
     spec.rank_partition = rank_partition;
-  } else if (is_routed(spec.method) || spec.method == AdapterMethod::kMultilora) {
+  } else if (!is_single_lora(spec.method)) {
     spec.num_experts = num_experts;
     if (!layer_num_experts.empty()) {
       REMORA_CHECK(layer < static_cast<int64_t>(layer_num_experts.size()), "layer_num_experts has ",
                    layer_num_experts.size(), " entries but layer ", layer, " is adapted");
       spec.num_experts = layer_num_experts[layer];
     }
-    spec.top_k = (spec.method == AdapterMethod::kTopk || spec.method == AdapterMethod::kRemix ||
-                  spec.method == AdapterMethod::kMalora)
-                     ? top_k
-                     : spec.num_experts;
+    spec.top_k = picks_top_k(spec.method) ? top_k : spec.num_experts;
   }
   return spec;
 }
@@ -457,7 +457,7 @@ void AdapterConfig::check_keys_act(const std::vector<std::string>& keys, const s
 }
 
 bool AdapterConfig::writes_peft_lora() const {
-  return !is_routed(method) && method != AdapterMethod::kMultilora && method_pattern.empty();
+  return is_single_lora(method) && method_pattern.empty();
 }
 
 nlohmann::json AdapterConfig::to_json() const {

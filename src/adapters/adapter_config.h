@@ -35,6 +35,10 @@ enum class BalanceLossScope { kPooled, kLayer };
 const char* method_name(AdapterMethod method);
 AdapterMethod parse_method(const std::string& name, const std::string& where);
 bool is_routed(AdapterMethod method);
+// lora or rslora: one LoRA per projection (what PEFT's LORA files, DoRA and compose's experts are).
+bool is_single_lora(AdapterMethod method);
+// Whether a token (or sequence) activates top_k of the experts rather than all of them.
+bool picks_top_k(AdapterMethod method);
 // Whether one router serves a whole block (attention or MLP) rather than each projection.
 bool routes_per_block(AdapterMethod method);
 

@@ -19,7 +19,7 @@ std::unique_ptr<AdaptedModel> compose_adapter(std::shared_ptr<CausalLM> base, co
     const ExpertFolder& expert = experts[i];
     auto loaded = load_adapter(base, expert.dir);
     const AdapterConfig& c = loaded->config();
-    if (is_routed(c.method) || c.method == AdapterMethod::kMultilora || !c.method_pattern.empty() || c.use_dora) {
+    if (!is_single_lora(c.method) || !c.method_pattern.empty() || c.use_dora) {
       fail(expert.dir, "/adapter_config.json: expert '", expert.name, "' is a ", c.use_dora ? "DoRA" : method_name(c.method),
            " adapter; compose takes plain LoRA or rsLoRA folders");
     }

@@ -31,7 +31,7 @@ void describe_adapter(const std::string& model_dir, const std::string& adapter_d
   std::cout << "adapter       " << adapter_dir << "\n"
             << "method        " << method_name(c.method);
   if (!c.composed()) std::cout << ", r " << c.r << ", alpha " << c.lora_alpha << (c.use_dora ? ", DoRA" : "");
-  if (is_routed(c.method) || c.method == AdapterMethod::kMultilora) {
+  if (!is_single_lora(c.method)) {
     std::cout << ", experts " << c.num_experts << ", top_k " << c.top_k;
   }
   std::cout << "\n";
