@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "eval/generate.h"
+#include "model/lm_head_loss.h"
 
 namespace remora {
 
@@ -53,10 +54,9 @@ std::vector<TargetScore> score_targets(CausalLM& model, const std::vector<Traini
                                             routing_mask);  // [B, T, D]
     at::Tensor row_index = at::tensor(rows).to(device), position_index = at::tensor(positions).to(device);
     at::Tensor picked = hidden.index({row_index, position_index});            // [N, D]
-    at::Tensor log_probs = model.logits(picked).to(at::kFloat).log_softmax(-1);  // [N, V]
-    at::Tensor target_ids = at::tensor(targets).to(device);
-    at::Tensor token_log_probs = log_probs.gather(1, target_ids.unsqueeze(1)).squeeze(1).cpu().to(at::kDouble);
-    at::Tensor is_best = (log_probs.argmax(-1) == target_ids).cpu();
+    auto [log_probs, greedy] = target_log_probs(picked, model.output_embedding(), at::tensor(targets).to(device));
+    at::Tensor token_log_probs = log_probs.cpu().to(at::kDouble);
+    at::Tensor is_best = greedy.cpu();
     const auto lp = token_log_probs.accessor<double, 1>();
     const auto best = is_best.accessor<bool, 1>();
     for (size_t i = 0; i < rows.size(); ++i) {

@@ -255,7 +255,7 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& ids, const at::Tensor& atte
 }
 
 at::Tensor CausalLM::logits(const at::Tensor& hidden) {
-  const at::Tensor& head = lm_head ? lm_head->weight : model->embed_tokens->weight;
+  const at::Tensor& head = output_embedding();
   return at::linear(hidden.to(head.scalar_type()), head).to(at::kFloat);
 }
 

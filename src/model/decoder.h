@@ -123,6 +123,8 @@ class CausalLM : public torch::nn::Module {
                            KVCache* cache = nullptr, const at::Tensor& routing_mask = {});
   // hidden [.., D] -> logits [.., V] in fp32 (the LM head runs in the weight dtype).
   at::Tensor logits(const at::Tensor& hidden);
+  // The LM head's weight [V, D] (the input embedding when tied).
+  const at::Tensor& output_embedding() const { return lm_head ? lm_head->weight : model->embed_tokens->weight; }
   at::Tensor forward(const at::Tensor& ids, const at::Tensor& attention_mask,
                      KVCache* cache = nullptr) {
     return logits(hidden_states(ids, attention_mask, cache));

@@ -2,6 +2,7 @@
 #include "train/objective.h"
 
 #include "adapters/adapted_model.h"
+#include "model/lm_head_loss.h"
 #include "train/rloo.h"
 
 namespace remora {
@@ -9,15 +10,19 @@ namespace remora {
 std::pair<at::Tensor, at::Tensor> row_losses(CausalLM& model, const at::Tensor& ids, const at::Tensor& attention,
                                              const at::Tensor& target_mask, const at::Tensor& routing_mask) {
   const auto device = model.options().device();
-  at::Tensor logits = model.logits(model.hidden_states(ids.to(device), attention.to(device), nullptr,
-                                                       routing_mask));  // [R, T, V] fp32
+  at::Tensor hidden = model.hidden_states(ids.to(device), attention.to(device), nullptr, routing_mask);  // [R, T, D]
   const int64_t R = ids.size(0), T = ids.size(1);
-  at::Tensor token_loss = at::cross_entropy_loss(logits.narrow(1, 0, T - 1).reshape({-1, logits.size(-1)}),
-                                                 ids.narrow(1, 1, T - 1).reshape({-1}).to(device), {},
-                                                 at::Reduction::None)
-                              .view({R, T - 1});
-  at::Tensor weights = target_mask.narrow(1, 1, T - 1).to(device);
-  return {(token_loss * weights).sum(1), weights.sum(1)};
+  // Only the positions whose next token is a target go through the LM head (hidden state t predicts
+  // token t + 1); prompts and padding cost neither logits nor a zero-filled gradient.
+  at::Tensor weights = target_mask.narrow(1, 1, T - 1).to(device, at::kFloat);  // [R, T - 1]
+  at::Tensor picked = weights.reshape({-1}).nonzero().squeeze(1);               // into [R (T - 1)]
+  at::Tensor row = picked.div(T - 1, "floor"), position = picked.remainder(T - 1);
+  at::Tensor token_loss = token_cross_entropy(hidden.reshape({R * T, -1}).index_select(0, row * T + position),
+                                              model.output_embedding(),
+                                              ids.to(device).reshape({-1}).index_select(0, row * T + position + 1));
+  at::Tensor token_weight = weights.reshape({-1}).index_select(0, picked);
+  at::Tensor sums = at::zeros({R}, token_loss.options()).index_add(0, row, token_loss * token_weight);
+  return {sums, weights.sum(1)};
 }
 
 MicroBatchObjective micro_batch_objective(CausalLM& model, AdaptedModel* adapted, const Batch& batch,

@@ -70,6 +70,14 @@ TEST(Jinja, LoopVariablesSlicesAndFilters) {
             "FalseTrue31ab3");
 }
 
+TEST(Jinja, StringsSliceByCharactersAsPythonDoes) {
+  // Expected strings from Python 3: s = 'héllo wörld ✓'; '|'.join([s[1:], s[::-1], ...]).
+  EXPECT_EQ(render("{{ s[1:] }}|{{ s[::-1] }}|{{ s[-3:] }}|{{ s[::2] }}|{{ s[10:2:-3] }}|{{ s[5:5] }}|{{ s[-100:3] }}|"
+                   "{{ s[2:100] }}",
+                   {{"s", "h\u00e9llo w\u00f6rld \u2713"}}),
+            "\u00e9llo w\u00f6rld \u2713|\u2713 dlr\u00f6w oll\u00e9h|d \u2713|hlowrd\u2713|d\u00f6o||h\u00e9l|llo w\u00f6rld \u2713");
+}
+
 TEST(Jinja, UnsupportedConstructsAreErrorsQuotingThem) {
   auto message = [](const std::string& source) {
     try {

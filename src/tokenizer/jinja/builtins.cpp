@@ -79,12 +79,8 @@ Array as_list(const Value& v, const std::string& where) {
   if (v.is_string()) {
     Array chars;
     const std::string& s = v.as_string();
-    for (size_t i = 0; i < s.size();) {
-      size_t n = 1;
-      while (i + n < s.size() && utf8::is_continuation(s[i + n])) ++n;
-      chars.push_back(Value(s.substr(i, n)));
-      i += n;
-    }
+    const std::vector<size_t> starts = char_starts(s);
+    for (size_t i = 0; i + 1 < starts.size(); ++i) chars.push_back(Value(s.substr(starts[i], starts[i + 1] - starts[i])));
     return chars;
   }
   if (v.is_undefined()) return {};
@@ -441,6 +437,15 @@ Object builtin_globals(const std::string& template_name) {
     return Value(std::string(buffer, n));
   }));
   return globals;
+}
+
+std::vector<size_t> char_starts(const std::string& s) {
+  std::vector<size_t> starts;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i == 0 || !utf8::is_continuation(s[i])) starts.push_back(i);
+  }
+  starts.push_back(s.size());
+  return starts;
 }
 
 }  // namespace remora::jinja

@@ -20,6 +20,8 @@ Value call_method(const Value& object, const std::string& name, const std::vecto
 // Globals every template sees.
 Object builtin_globals(const std::string& template_name);
 
+// Byte offset of each character (UTF-8 code point, as Python indexes str) of `s`, then s.size().
+std::vector<size_t> char_starts(const std::string& s);
 // tojson as transformers defines it: json.dumps(ensure_ascii=False, sort_keys=False), optional indent.
 std::string to_json_text(const Value& value, int indent);
 

@@ -258,8 +258,10 @@ class Interpreter {
     const bool is_string = object.is_string();
     if (!object.is_array() && !is_string) fail(where(tag), ": cannot slice a ", object.type_name());
     step(tag, static_cast<int64_t>(is_string ? object.as_string().size() : object.array().size()));
-    const Array items = is_string ? apply_filter("list", object, {}, {}, where(tag)).array() : object.array();
-    const int64_t n = static_cast<int64_t>(items.size());
+    // A string is sliced by characters through their byte offsets: one Value per character would cost
+    // ~100 bytes and an allocation each (a template slicing megabyte strings took seconds).
+    const std::vector<size_t> starts = is_string ? char_starts(object.as_string()) : std::vector<size_t>();
+    const int64_t n = static_cast<int64_t>(is_string ? starts.size() - 1 : object.array().size());
     const int64_t step = e.has[2] && !parts[2].is_none() ? static_cast<int64_t>(parts[2].as_number()) : 1;
     if (step == 0) fail(where(tag), ": slice step must not be zero");
     // Python's clamping rules for each direction.
@@ -273,11 +275,16 @@ class Interpreter {
       if (e.has[1] && !parts[1].is_none()) stop = std::clamp<int64_t>(stop, -1, n - 1);
     }
     Array out;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(items[static_cast<size_t>(i)]);
-    if (!is_string) return Value(out);
     std::string text;
-    for (const auto& c : out) text += c.as_string();
-    return Value(text);
+    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+      const auto at = static_cast<size_t>(i);
+      if (is_string) {
+        text.append(object.as_string(), starts[at], starts[at + 1] - starts[at]);
+      } else {
+        out.push_back(object.array()[at]);
+      }
+    }
+    return is_string ? Value(text) : Value(out);
   }
 
   Value call(const Expr& e, const std::string& tag) {

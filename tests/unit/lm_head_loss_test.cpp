@@ -1,0 +1,85 @@
+// The chunked LM-head cross-entropy against full logits through autograd, across chunk boundaries.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "model/lm_head_loss.h"
+
+namespace remora {
+namespace {
+
+// A vocabulary large enough that N rows span several chunks (the last one partial).
+constexpr int64_t kVocab = 50000, kRows = 200, kHidden = 16;
+
+struct Case {
+  at::Tensor hidden, head, targets, weights;
+};
+
+Case random_case(at::ScalarType dtype, bool head_trains) {
+  at::manual_seed(3);
+  Case c;
+  c.hidden = (at::randn({kRows, kHidden}) * 2).to(dtype).requires_grad_(true);
+  c.head = at::randn({kVocab, kHidden}).to(dtype).requires_grad_(head_trains);
+  c.targets = at::randint(kVocab, {kRows}, at::kLong);
+  c.weights = at::rand({kRows});  // how the objective weights each token's loss
+  return c;
+}
+
+// What the loss was before chunking: full fp32 logits, log_softmax, gather, through autograd.
+at::Tensor full_logits_loss(const Case& c) {
+  at::Tensor logits = at::linear(c.hidden, c.head).to(at::kFloat);
+  return at::cross_entropy_loss(logits, c.targets, {}, at::Reduction::None);
+}
+
+void expect_close(const at::Tensor& a, const at::Tensor& b, double tolerance) {
+  ASSERT_EQ(a.sizes(), b.sizes());
+  EXPECT_LT((a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<double>(), tolerance);
+}
+
+TEST(LmHeadLoss, SpansSeveralChunks) { EXPECT_LT(lm_head_chunk_rows(kVocab) * 2, kRows); }
+
+void check_against_full_logits(at::ScalarType dtype, bool head_trains, double tolerance) {
+  Case chunked = random_case(dtype, head_trains), full = random_case(dtype, head_trains);
+  at::Tensor loss = token_cross_entropy(chunked.hidden, chunked.head, chunked.targets);
+  at::Tensor expected = full_logits_loss(full);
+  expect_close(loss, expected, 1e-5);
+  (loss * chunked.weights).sum().backward();
+  (expected * full.weights).sum().backward();
+  // The gradient of hidden is (softmax - onehot) head scaled per row: relative to its size.
+  const double scale = full.hidden.grad().abs().max().item<double>();
+  expect_close(chunked.hidden.grad() / scale, full.hidden.grad() / scale, tolerance);
+  if (head_trains) {
+    const double head_scale = full.head.grad().abs().max().item<double>();
+    expect_close(chunked.head.grad() / head_scale, full.head.grad() / head_scale, tolerance);
+  } else {
+    EXPECT_FALSE(chunked.head.grad().defined());
+  }
+}
+
+TEST(LmHeadLoss, FrozenHeadFp32MatchesFullLogits) { check_against_full_logits(at::kFloat, false, 1e-5); }
+TEST(LmHeadLoss, TrainedHeadFp32MatchesFullLogits) { check_against_full_logits(at::kFloat, true, 1e-5); }
+// bf16: the gradient is rounded to bf16 at a different point (before or after the per-row scale).
+TEST(LmHeadLoss, FrozenHeadBf16MatchesFullLogits) { check_against_full_logits(at::kBFloat16, false, 2e-2); }
+TEST(LmHeadLoss, TrainedHeadBf16MatchesFullLogits) { check_against_full_logits(at::kBFloat16, true, 2e-2); }
+
+TEST(LmHeadLoss, TargetLogProbsAndGreedyMatchFullLogits) {
+  Case c = random_case(at::kFloat, false);
+  at::NoGradGuard no_grad;
+  at::Tensor logits = at::linear(c.hidden, c.head).log_softmax(-1);
+  at::Tensor targets = c.targets.clone();
+  targets.narrow(0, 0, 50).copy_(logits.narrow(0, 0, 50).argmax(-1));  // some targets are the argmax
+  auto [log_probs, greedy] = target_log_probs(c.hidden, c.head, targets);
+  expect_close(log_probs, logits.gather(1, targets.unsqueeze(1)).squeeze(1), 1e-5);
+  EXPECT_TRUE(at::equal(greedy, logits.argmax(-1) == targets));
+  EXPECT_EQ(greedy.sum().item<int64_t>(), 50);
+}
+
+TEST(LmHeadLoss, NoRowsGivesAnEmptyLossAndZeroGradient) {
+  at::Tensor hidden = at::randn({0, kHidden}).requires_grad_(true);
+  at::Tensor loss = token_cross_entropy(hidden, at::randn({10, kHidden}), at::zeros({0}, at::kLong));
+  EXPECT_EQ(loss.numel(), 0);
+  loss.sum().backward();
+  EXPECT_EQ(hidden.grad().numel(), 0);
+}
+
+}  // namespace
+}  // namespace remora
