@@ -11,6 +11,16 @@ void RoutingState::reset() {
   pooled_balance.clear();
 }
 
+at::Tensor RoutingState::remember(const at::Tensor& value) {
+  if (!tape) return value;
+  if (!tape->replaying) {
+    tape->values.push_back(value.detach().clone());
+    return value;
+  }
+  REMORA_CHECK(tape->next < tape->values.size(), "checkpoint replay: a router asked for more remembered values than it kept");
+  return tape->values[tape->next++];
+}
+
 void RoutingState::add_log_prob(const at::Tensor& per_row) {
   log_prob = log_prob.defined() ? log_prob + per_row : per_row;
 }

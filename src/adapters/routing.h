@@ -78,6 +78,14 @@ struct RoutingState {
     int64_t global_tokens = 0;  // the whole micro-batch's padded length
   };
   std::optional<NoiseWindow> noise_window;
+  // Activation checkpointing: values a router must see again, unchanged, when its layer is
+  // recomputed in the backward (SMoRA's bias, which it updates in place right after using it).
+  struct Tape {
+    std::vector<at::Tensor> values;
+    size_t next = 0;
+    bool replaying = false;
+  };
+  Tape* tape = nullptr;
 
   // Clears the accumulators (call before each forward).
   void reset();
@@ -86,6 +94,11 @@ struct RoutingState {
   void add_pooled_balance(double coef, const at::Tensor& chosen, const at::Tensor& probs, const at::Tensor& tokens);
   // Every balance term of the forward: aux_loss plus the pooled losses; undefined if there is none.
   at::Tensor auxiliary_loss() const;
+  // Without a tape: `value`. Recording: keeps a copy of `value` and returns `value`. Replaying: the
+  // copy kept for this call.
+  at::Tensor remember(const at::Tensor& value);
+  // True while a checkpointed layer is recomputed: routers then change no state of their own.
+  bool replaying() const { return tape && tape->replaying; }
   // Sums `statistics` over the workers (sum_over_workers), in place; nothing in one process.
   void sum_statistics(std::vector<at::Tensor>& statistics) const;
   // Uniform noise [rows * items, n] for `rows` rows of `items` routed items each (1 for sequence

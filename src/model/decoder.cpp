@@ -247,8 +247,10 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& ids, const at::Tensor& atte
   }
 
   at::Tensor h = at::embedding(model->embed_tokens->weight, ids.to(device));
+  const bool checkpointed = run_layer && at::GradMode::is_enabled();
   for (const auto& layer : *model->layers) {
-    h = layer->as<DecoderLayer>()->forward(h, context);
+    h = checkpointed ? run_layer(std::dynamic_pointer_cast<DecoderLayer>(layer), h, context)
+                     : layer->as<DecoderLayer>()->forward(h, context);
   }
   if (cache) cache->length += T;
   return model->norm->forward(h);

@@ -141,6 +141,11 @@ class CausalLM : public torch::nn::Module {
                      const KVCache* cache)>
       before_forward;
 
+  // Runs one decoder layer in hidden_states() while gradients are recorded, in place of
+  // layer.forward (activation checkpointing installs it). Empty: layer.forward.
+  std::function<at::Tensor(const std::shared_ptr<DecoderLayer>& layer, const at::Tensor& x, ForwardContext& context)>
+      run_layer;
+
   // A block adapters attach to: its HF path ("model.layers.3.mlp"), layer index and module.
   struct NamedBlock {
     std::string path;

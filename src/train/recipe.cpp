@@ -111,6 +111,12 @@ const std::vector<Field>& fields() {
        }},
       {"train.seed", "0", "seed for initialisation, shuffling, dropout and routing samples",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) { r.seed = typed<uint64_t>(v, w, "a non-negative integer"); }},
+      {"train.activation_checkpointing", "false",
+       "keep only each decoder layer's input in the forward and recompute the layer in the backward (less "
+       "memory for long rows, about one more forward of time; the same gradients)",
+       [](Recipe& r, const nlohmann::json& v, const std::string& w) {
+         r.activation_checkpointing = typed<bool>(v, w, "true or false");
+       }},
       {"train.grad_clip", "1.0", "clip the gradient norm to this (0: off)",
        [](Recipe& r, const nlohmann::json& v, const std::string& w) {
          r.grad_clip = typed<double>(v, w, "a number >= 0");
@@ -295,7 +301,7 @@ nlohmann::json Recipe::to_json() const {
                 {"skip_bad_lines", skip_bad_lines}}},
       {"train", {{"steps", steps}, {"epochs", epochs}, {"batch_size", batch_size},
                  {"grad_accum", grad_accum}, {"samples", samples}, {"seed", seed},
-                 {"grad_clip", grad_clip},
+                 {"grad_clip", grad_clip}, {"activation_checkpointing", activation_checkpointing},
                  {"router_clip", !clip_routers_separately ? "auto" : *clip_routers_separately ? "separate" : "joint"},
                  {"backend", backend}, {"dist_timeout", dist_timeout}}},
       {"optim", {{"lr", lr}, {"router_lr", router_lr ? nlohmann::json(*router_lr) : nlohmann::json(nullptr)},

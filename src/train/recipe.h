@@ -51,6 +51,8 @@ struct Recipe {
   int64_t samples = 4;  // M routed samples per input (remix only; >= 2 for RLOO)
   uint64_t seed = 0;
   double grad_clip = 1.0;  // gradient norm; 0 = off
+  // Decoder layers keep only their input in the forward and run again in the backward.
+  bool activation_checkpointing = false;
   // Whether routers' gradients are clipped to grad_clip on their own instead of inside one global
   // norm with the adapters'. Default (nullopt): on their own with ReMix routers, whose log Q (and so
   // gradient norm) grows with sequence length; one global norm otherwise, as the baselines' papers.

@@ -23,6 +23,7 @@
 #include "model/loader.h"
 #include "tokenizer/pretrained.h"
 #include "train/batching.h"
+#include "train/activation_checkpoint.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/distributed.h"
@@ -221,6 +222,7 @@ int run_training(const Recipe& recipe, bool resume) {
       adapted->routing().sum_over_workers = [&group](std::vector<at::Tensor>& t) { group.sum(t); };
     }
   }
+  if (recipe.activation_checkpointing) enable_activation_checkpointing(*model, adapted ? &adapted->routing() : nullptr);
   at::manual_seed(recipe.seed + 2);  // dropout (several workers reseed every step)
   TrainingProgress progress;
   const fs::path metrics_path = out / "metrics.jsonl";

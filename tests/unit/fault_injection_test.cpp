@@ -251,5 +251,19 @@ TEST_F(TrainingFaults, AFailedWriteAtAnyStepResumesToTheUninterruptedAdapter) {
   EXPECT_EQ(contents(model_dir_), model_before);
 }
 
+// The recipe key reaches the trainer: a run that recomputes its layers (with adapter dropout, whose
+// masks the recompute must draw again) writes the adapter bit for bit.
+TEST_F(TrainingFaults, ActivationCheckpointingTrainsTheSameAdapter) {
+  auto recipe_with = [&](const std::string& out, bool checkpointing) {
+    return Recipe::load(recipe_, {"output.dir=" + out, "adapter.lora_dropout=0.1",
+                                  std::string("train.activation_checkpointing=") + (checkpointing ? "true" : "false")});
+  };
+  const std::string plain = (root_ / "plain").string(), checkpointed = (root_ / "checkpointed").string();
+  ASSERT_EQ(run_training(recipe_with(plain, false), false), 0);
+  ASSERT_EQ(run_training(recipe_with(checkpointed, true), false), 0);
+  EXPECT_FALSE(adapter_bytes(plain).empty());
+  EXPECT_EQ(adapter_bytes(checkpointed), adapter_bytes(plain));
+}
+
 }  // namespace
 }  // namespace remora
