@@ -16,10 +16,11 @@ std::pair<at::Tensor, at::Tensor> row_losses(CausalLM& model, const at::Tensor& 
   // token t + 1); prompts and padding cost neither logits nor a zero-filled gradient.
   at::Tensor weights = target_mask.narrow(1, 1, T - 1).to(device, at::kFloat);  // [R, T - 1]
   at::Tensor picked = weights.reshape({-1}).nonzero().squeeze(1);               // into [R (T - 1)]
-  at::Tensor row = picked.div(T - 1, "floor"), position = picked.remainder(T - 1);
-  at::Tensor token_loss = token_cross_entropy(hidden.reshape({R * T, -1}).index_select(0, row * T + position),
+  at::Tensor row = picked.div(T - 1, "floor");
+  at::Tensor predicting = row * T + picked.remainder(T - 1);  // into [R T]
+  at::Tensor token_loss = token_cross_entropy(hidden.reshape({R * T, -1}).index_select(0, predicting),
                                               model.output_embedding(),
-                                              ids.to(device).reshape({-1}).index_select(0, row * T + position + 1));
+                                              ids.to(device).reshape({-1}).index_select(0, predicting + 1));
   at::Tensor token_weight = weights.reshape({-1}).index_select(0, picked);
   at::Tensor sums = at::zeros({R}, token_loss.options()).index_add(0, row, token_loss * token_weight);
   return {sums, weights.sum(1)};
