@@ -35,7 +35,7 @@ TEST_P(AdapterConformance, ZeroBReproducesTheBaseExactly) {
 }
 
 TEST_P(AdapterConformance, SaveThenLoadIsBitExact) {
-  const fs::path dir = fs::path(::testing::TempDir()) / ("adapter_" + GetParam().first);
+  const fs::path dir = testing::scratch_path("adapter_" + GetParam().first);
   AdaptedModel adapted(base(), config(), 3);
   randomize_b(adapted, 2);
   {

@@ -19,8 +19,7 @@ using namespace remora::testing;
 class AdapterFolder : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("adapter_io_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    dir_ = testing::scratch_path("adapter_io_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }

@@ -19,7 +19,7 @@ using ::testing::HasSubstr;
 class Compose : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("compose_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    dir_ = testing::scratch_path("compose_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     fs::remove_all(dir_);
     // Two LoRAs of different ranks, scalings and targets, as users download them.
     AdapterConfig wide = adapter_config(AdapterMethod::kLora);

@@ -21,8 +21,7 @@ using testing::toy_config;
 class LoaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("loader_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    dir_ = testing::scratch_path("loader_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }

@@ -26,7 +26,7 @@ class ServeBatch : public ::testing::TestWithParam<at::ScalarType> {
     // One folder per test and dtype: ctest runs them in parallel.
     std::string name = std::string("serve_batch_") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::replace(name.begin(), name.end(), '/', '_');
-    dir_ = fs::path(::testing::TempDir()) / name;
+    dir_ = testing::scratch_path(name);
     fs::remove_all(dir_);
     // One saved adapter per method, and ReMix routing per sequence, each with a non-zero B.
     for (size_t i = 0; i < configs().size(); ++i) {

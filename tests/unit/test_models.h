@@ -3,6 +3,10 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -13,6 +17,14 @@
 #include "model/presets.h"
 
 namespace remora::testing {
+
+// A path for `name` in a temporary folder of this process's own: two runs of the suite at once (or
+// one test in two processes) must not share files.
+inline std::filesystem::path scratch_path(const std::string& name) {
+  const auto folder = std::filesystem::path(::testing::TempDir()) / ("remora_tests_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(folder);
+  return folder / name;  // the name itself is kept: error messages quote it
+}
 
 // The toy preset of `arch` with `overrides` applied.
 inline nlohmann::json toy_config(const std::string& arch, const nlohmann::json& overrides = {}) {

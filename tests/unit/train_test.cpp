@@ -23,7 +23,7 @@ using ::testing::HasSubstr;
 using namespace remora::testing;
 
 fs::path temp_file(const std::string& name, const std::string& content) {
-  const fs::path path = fs::path(::testing::TempDir()) / name;
+  const fs::path path = testing::scratch_path(name);
   std::ofstream(path) << content;
   return path;
 }
@@ -191,7 +191,7 @@ TEST_F(DataTest, BadLinesAreNamedOrCountedAndLongOnesTruncated) {
 TEST_F(DataTest, LongChatStopsRenderingPastMaxSeqLenWithTheSameExample) {
   // Plain ChatML, which renders a conversation turn by turn (Qwen3's own template rewrites earlier
   // assistant turns once a new user turn follows, which the chat format refuses).
-  const fs::path dir = fs::path(::testing::TempDir()) / "chatml_tokenizer";
+  const fs::path dir = testing::scratch_path("chatml_tokenizer");
   fs::create_directories(dir);
   fs::copy_file(std::string(REMORA_TOKENIZER_FILES) + "/qwen3/tokenizer.json", dir / "tokenizer.json",
                 fs::copy_options::overwrite_existing);
