@@ -12,8 +12,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 # Text rows cut from the project's sources: real text, enough of it to fill 256-token rows.
-cat "$root"/README.md "$root"/src/*/*.h "$root"/src/*/*.cpp | tr '\n' ' ' | fold -w 1100 |
-  /usr/bin/python3 -c 'import json,sys; [print(json.dumps({"text": l})) for l in sys.stdin]' > "$work/text.jsonl"
+/usr/bin/python3 "$root/bench/text_rows.py" 1100 "$root"/README.md "$root"/src/*/*.h "$root"/src/*/*.cpp > "$work/text.jsonl"
 "$remora" train-tokenizer --corpus "$work/text.jsonl" --vocab-size 4096 --out "$work/tokenizer" > /dev/null
 "$remora" init-model --arch llama --preset small --set hidden_size="$hidden" --set intermediate_size=$((hidden * 8 / 3 / 64 * 64)) \
   --set num_attention_heads=$((hidden / 64)) --set num_key_value_heads=$((hidden / 128)) \

@@ -14,12 +14,11 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 # Text rows cut from the project's sources: real text, long enough to fill 512-token rows.
-cat "$root"/README.md "$root"/src/*/*.h "$root"/src/*/*.cpp "$root"/tests/unit/*.cpp | tr '\n' ' ' | fold -w 2400 |
-  "$python" -c 'import json,sys; [print(json.dumps({"text": l})) for l in sys.stdin]' > "$work/text.jsonl"
+sources=("$root"/README.md "$root"/src/*/*.h "$root"/src/*/*.cpp "$root"/tests/unit/*.cpp)
+"$python" "$root/bench/text_rows.py" 2400 "${sources[@]}" > "$work/text.jsonl"
 "$remora" train-tokenizer --corpus "$work/text.jsonl" --vocab-size 8192 --out "$work/tokenizer" > /dev/null
 # Rows of 2048 tokens for activation checkpointing.
-cat "$root"/README.md "$root"/src/*/*.h "$root"/src/*/*.cpp "$root"/tests/unit/*.cpp | tr '\n' ' ' | fold -w 12000 |
-  "$python" -c 'import json,sys; [print(json.dumps({"text": l})) for l in sys.stdin]' > "$work/long.jsonl"
+"$python" "$root/bench/text_rows.py" 12000 "${sources[@]}" > "$work/long.jsonl"
 
 # model NAME HIDDEN LAYERS FFN HEADS KV_HEADS VOCAB (the vocabulary past the tokenizer's stays unused)
 model() {
