@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang-14, ASan + UBSan) into build-fuzz/ and runs each one with a
 # seed corpus from the repository's own files, then prints executions, coverage and crashes per target.
-#   bash fuzz/run.sh [--seconds N | --runs N] [--seed S] [--jobs J] [TARGET ...]
+#   bash fuzz/run.sh [--seconds N | --runs N] [--seed S] [--jobs J] [--timeout S] [TARGET ...]
 # (--runs with --seed is deterministic: the CI smoke runs exactly what was run before it was committed.)
 # Exits non-zero if any target crashed (the reproducer is under build-fuzz/findings/TARGET/).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${REMORA_FUZZ_BUILD_DIR:-$root/build-fuzz}"
-seconds=10 runs="" seed=0 jobs=1 targets=()
+seconds=10 runs="" seed=0 jobs=1 timeout=60 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
+    --timeout) timeout="$2"; shift 2 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -83,10 +84,11 @@ for target in "${targets[@]}"; do
   # Parallel jobs log to fuzz-N.log in $build, and the main log repeats each job's log when it ends;
   # a fixed -seed would give every job the same one, so jobs draw their own.
   [ "$jobs" -le 1 ] || parallel=(-jobs="$jobs" -workers="$jobs") seeding=()
-  # -timeout is wall-clock: 60 s still catches a hang, and a unit of a few seconds under ASan (a
-  # 100-message conversation: one template render per message) survives a busy 2-core machine.
+  # -timeout is wall-clock: the default 60 s still catches a hang, and a unit of a few seconds under
+  # ASan (a 100-message conversation) survives a busy 2-core machine. A longer one lets a campaign be
+  # paused (kill -STOP / -CONT) while the machine runs a benchmark.
   (cd "$build" && ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$build/fuzz_$target" "${limit[@]}" "${parallel[@]}" "${seeding[@]}" -rss_limit_mb=4096 -timeout=60 -max_len=65536 \
+    "$build/fuzz_$target" "${limit[@]}" "${parallel[@]}" "${seeding[@]}" -rss_limit_mb=4096 -timeout="$timeout" -max_len=65536 \
     -dict="$root/fuzz/dict/$(dict_of "$target").dict" -artifact_prefix="$findings/" -print_final_stats=1 \
     "$corpus" "$seeds/$target" >"$log" 2>&1)
   rc=$?

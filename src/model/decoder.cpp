@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "model/blocked_attention.h"
 #include "model/rope.h"
 
 namespace remora {
@@ -86,7 +87,9 @@ at::Tensor Attention::forward(const at::Tensor& x, ForwardContext& context) {
   // As transformers' eager attention: scale and mask in the model dtype, softmax computed in fp32.
   const at::Tensor& bias = context.attention_bias.at(window_);
   const KVCache* cache = context.cache;
-  if (!cache || cache->row_starts.empty()) return o_proj->forward(mix_values(attention_scores(q, k, bias), v));
+  // Without a cache (training, scoring) queries go a block at a time, over the keys they can see.
+  if (!cache) return o_proj->forward(blocked_causal_attention(q, k, v, bias, window_));
+  if (cache->row_starts.empty()) return o_proj->forward(mix_values(attention_scores(q, k, bias), v));
   // Serving's ragged batch: each row attends over its own columns only, so every sum runs over exactly
   // the terms (in the same order) the row sums decoding alone; padding columns would add zeros that
   // can change bf16 rounding (in the scores' batched matmul too, measured, so all of it runs per row).

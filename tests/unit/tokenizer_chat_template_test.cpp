@@ -78,6 +78,24 @@ TEST(Jinja, StringsSliceByCharactersAsPythonDoes) {
             "\u00e9llo w\u00f6rld \u2713|\u2713 dlr\u00f6w oll\u00e9h|d \u2713|hlowrd\u2713|d\u00f6o||h\u00e9l|llo w\u00f6rld \u2713");
 }
 
+// Found by the chat_template fuzzer: a float step of 1e20 was cast to an integer (undefined behaviour),
+// and a step near 2^63 overflowed the index. Expected strings from Python 3 (s = 'abc').
+TEST(Jinja, SliceBoundsAreIntegersEvenHugeOnes) {
+  const nlohmann::ordered_json s = {{"s", "abc"}};
+  EXPECT_EQ(render("{{ s[1::9223372036854775807] }}|{{ s[::-9223372036854775807] }}|{{ s[-9223372036854775807:] }}|"
+                   "{{ s[True:] }}|{{ [1, 2, 3][1::9223372036854775807] | join(',') }}",
+                   s),
+            "b|c|abc|bc|2");
+  for (const std::string source : {"{{ s[::99999999999999999999.0] }}", "{{ s[0.5:] }}", "{{ s[:'a'] }}"}) {
+    try {
+      render(source, s);
+      ADD_FAILURE() << source << " rendered";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("slice indices must be integers"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Jinja, UnsupportedConstructsAreErrorsQuotingThem) {
   auto message = [](const std::string& source) {
     try {

@@ -153,10 +153,17 @@ class Interpreter {
     }
   }
 
-  static int64_t slice_index(const Value& v, int64_t size, bool present, int64_t fallback) {
+  // As Python: a slice bound or step is an integer (a bool counts as one) or None.
+  int64_t slice_integer(const Value& v, const std::string& tag) const {
+    if (v.kind() == Value::Kind::Int) return v.as_int();
+    if (v.kind() == Value::Kind::Bool) return static_cast<int64_t>(v.as_number());
+    fail(where(tag), ": slice indices must be integers or none, not ", v.type_name());
+  }
+
+  int64_t slice_index(const Value& v, int64_t size, bool present, int64_t fallback, const std::string& tag) const {
     if (!present || v.is_none()) return fallback;
-    int64_t i = static_cast<int64_t>(v.as_number());
-    if (i < 0) i += size;
+    int64_t i = slice_integer(v, tag);
+    if (i < 0) i = std::max<int64_t>(i, -size - 1) + size;  // no overflow from -2^63; clamped below
     return i;
   }
 
@@ -262,11 +269,11 @@ class Interpreter {
     // ~100 bytes and an allocation each (a template slicing megabyte strings took seconds).
     const std::vector<size_t> starts = is_string ? char_starts(object.as_string()) : std::vector<size_t>();
     const int64_t n = static_cast<int64_t>(is_string ? starts.size() - 1 : object.array().size());
-    const int64_t step = e.has[2] && !parts[2].is_none() ? static_cast<int64_t>(parts[2].as_number()) : 1;
+    const int64_t step = e.has[2] && !parts[2].is_none() ? slice_integer(parts[2], tag) : 1;
     if (step == 0) fail(where(tag), ": slice step must not be zero");
     // Python's clamping rules for each direction.
-    int64_t start = slice_index(parts[0], n, e.has[0], step > 0 ? 0 : n - 1);
-    int64_t stop = slice_index(parts[1], n, e.has[1], step > 0 ? n : -1);
+    int64_t start = slice_index(parts[0], n, e.has[0], step > 0 ? 0 : n - 1, tag);
+    int64_t stop = slice_index(parts[1], n, e.has[1], step > 0 ? n : -1, tag);
     if (step > 0) {
       start = std::clamp<int64_t>(start, 0, n);
       stop = std::clamp<int64_t>(stop, 0, n);
@@ -276,13 +283,14 @@ class Interpreter {
     }
     Array out;
     std::string text;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+    for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
       const auto at = static_cast<size_t>(i);
       if (is_string) {
         text.append(object.as_string(), starts[at], starts[at + 1] - starts[at]);
       } else {
         out.push_back(object.array()[at]);
       }
+      if (__builtin_add_overflow(i, step, &i)) break;  // a step near 2^63 ends the slice
     }
     return is_string ? Value(text) : Value(out);
   }
