@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <chrono>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "cli/common.h"
 #include "core/dtype.h"
@@ -74,6 +76,15 @@ double forward_flops_per_token(const ModelConfig& c, int64_t context) {
   return c.num_layers * per_layer + 2 * d * c.vocab_size;
 }
 
+// Runs `timed`; with REMORA_PROFILE=trace.json set, records every op it runs into that file
+// (chrome://tracing format). The decode loop and the training run are what it wraps.
+void profiled(const std::function<void()>& timed) {
+  const char* profile = std::getenv("REMORA_PROFILE");
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> recorder;
+  if (profile) recorder = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(profile));
+  timed();
+}
+
 // Prefill and decode of a model, against `reference` FLOP/s.
 void bench_inference(const BenchOptions& options, double bf16, double fp32, nlohmann::json& result) {
   at::NoGradGuard no_grad;
@@ -96,8 +107,8 @@ void bench_inference(const BenchOptions& options, double bf16, double fp32, nloh
     const int64_t prompt = std::min<int64_t>(16, options.tokens);
     prompts[r] = std::vector<int64_t>(ids[r].data_ptr<int64_t>(), ids[r].data_ptr<int64_t>() + prompt);
   }
-  const double decode_seconds =
-      seconds_per_call([&] { generate(*model, prompts, generation); }, options.min_seconds);
+  double decode_seconds = 0;
+  profiled([&] { decode_seconds = seconds_per_call([&] { generate(*model, prompts, generation); }, options.min_seconds); });
   result["decode_tokens_per_second"] = options.batch * options.new_tokens / decode_seconds;
   std::cout << "model " << options.model.dir << " (" << options.model.dtype << "), batch "
             << options.batch << ":\n  prefill " << options.tokens << " tokens: "
@@ -187,13 +198,7 @@ void bench_training(const BenchOptions& options, double bf16, double fp32, nlohm
   const ModelConfig config = ModelConfig::load(recipe.model_path);
   std::pair<double, double> workers_timed;
   try {
-    {
-      // REMORA_PROFILE=trace.json records every op of the run (chrome://tracing format).
-      const char* profile = std::getenv("REMORA_PROFILE");
-      std::unique_ptr<torch::autograd::profiler::RecordProfile> recorder;
-      if (profile) recorder = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(profile));
-      run_training(recipe, false);
-    }
+    profiled([&] { run_training(recipe, false); });
     if (options.nproc > 1) {
       std::vector<std::string> launched = overrides;
       launched.push_back("output.dir=" + workers_scratch.string());
