@@ -8,6 +8,8 @@
 
 #include "core/error.h"
 #include "model/blocked_attention.h"
+#include "model/decode_linear.h"
+#include "model/decode_rms_norm.h"
 #include "model/rope.h"
 
 namespace remora {
@@ -35,6 +37,7 @@ RMSNorm::RMSNorm(int64_t size, double eps, const at::TensorOptions& options) : e
 }
 
 at::Tensor RMSNorm::forward(const at::Tensor& x) {
+  if (decode_rms_norm_applies(x, weight)) return decode_rms_norm(x, weight, eps);
   at::Tensor x32 = x.to(at::kFloat);
   at::Tensor normed = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * normed.to(x.scalar_type());
@@ -238,6 +241,9 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& ids, const at::Tensor& atte
   at::Tensor positions =
       (key_valid.to(at::kLong).cumsum(1) - 1).narrow(1, context.past, T).clamp_min(0);
   std::tie(context.cos, context.sin) = rope_tables(inverse_frequencies_, positions);
+  // Cast once here rather than for every query and key projection of every layer.
+  context.cos = context.cos.to(model->embed_tokens->weight.scalar_type());
+  context.sin = context.sin.to(model->embed_tokens->weight.scalar_type());
   for (int64_t window : config_.sliding_window) {
     if (!context.attention_bias.count(window)) {
       // A large finite negative rather than -inf: a padding query that sees no key gets a uniform
@@ -261,7 +267,9 @@ at::Tensor CausalLM::hidden_states(const at::Tensor& ids, const at::Tensor& atte
 
 at::Tensor CausalLM::logits(const at::Tensor& hidden) {
   const at::Tensor& head = output_embedding();
-  return at::linear(hidden.to(head.scalar_type()), head).to(at::kFloat);
+  const at::Tensor input = hidden.to(head.scalar_type());
+  if (decode_linear_applies(input, head)) return decode_linear(input, head, {}).to(at::kFloat);
+  return at::linear(input, head).to(at::kFloat);
 }
 
 }  // namespace remora

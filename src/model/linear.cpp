@@ -3,6 +3,8 @@
 
 #include <ATen/ATen.h>
 
+#include "model/decode_linear.h"
+
 namespace remora {
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool bias, const at::TensorOptions& options) {
@@ -11,7 +13,9 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, const at::T
 }
 
 at::Tensor Linear::forward(const at::Tensor& x) {
-  return at::linear(x.to(weight.scalar_type()), weight, bias);
+  const at::Tensor input = x.to(weight.scalar_type());
+  if (decode_linear_applies(input, weight)) return decode_linear(input, weight, bias);
+  return at::linear(input, weight, bias);
 }
 
 void Linear::pretty_print(std::ostream& stream) const {
