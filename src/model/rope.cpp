@@ -46,8 +46,9 @@ std::pair<at::Tensor, at::Tensor> rope_tables(const at::Tensor& inverse_frequenc
 
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   const int64_t half = x.size(-1) / 2;
-  at::Tensor c = cos.unsqueeze(1).to(x.scalar_type());
-  at::Tensor s = sin.unsqueeze(1).to(x.scalar_type());
+  const auto in_x_dtype = [&](const at::Tensor& t) { return t.scalar_type() == x.scalar_type() ? t : t.to(x.scalar_type()); };
+  at::Tensor c = in_x_dtype(cos).unsqueeze(1);
+  at::Tensor s = in_x_dtype(sin).unsqueeze(1);
   at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
   return x * c + rotated * s;
 }
