@@ -24,7 +24,6 @@
 namespace remora {
 namespace {
 
-constexpr int kOutputTile = 4;  // weight rows read side by side
 // Weight rows prefetched this far ahead of the rows being read: without it one core streams ~10 GB/s
 // of a 45 MB model, with it ~35 GB/s (the hardware prefetcher does not follow four 1 KiB rows).
 constexpr int64_t kPrefetchRows = 16;
@@ -63,7 +62,7 @@ REMORA_AVX512 inline float reduce512(__m512 v) {  // a fixed pairwise order: hal
 // AVX-512 with BF16 dot products (Zen 4, Sapphire Rapids): x stays bf16, 32 products per instruction.
 struct Avx512Bf16 {
   using Input = uint16_t;
-  static constexpr int kRows = 4;  // 16 accumulators + 4 weights + 4 rows of the 32 registers
+  static constexpr int kOutputs = 4, kRows = 6;  // 24 accumulators + 4 weights + 1 row of the 32 registers
 
   template <int... A, int... O, int... R>
   REMORA_AVX512_BF16 static void tile(std::integer_sequence<int, A...>, std::integer_sequence<int, O...> outputs,
@@ -91,7 +90,7 @@ struct Avx512Bf16 {
 // AVX-512 F/BW: weights widened to fp32 (exact: the bits move up 16), fp32 FMAs.
 struct Avx512 {
   using Input = float;
-  static constexpr int kRows = 4;  // 16 accumulators + 4 weights + 1 row of the 32 registers
+  static constexpr int kOutputs = 4, kRows = 4;  // 16 accumulators + 4 weights + 1 row of the 32 registers
 
   REMORA_AVX512 static __m512 widen(__m256i bits) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
@@ -122,7 +121,7 @@ struct Avx512 {
 // AVX2 with FMA: as Avx512, 8 lanes.
 struct Avx2 {
   using Input = float;
-  static constexpr int kRows = 2;  // 8 accumulators + 4 weights + 1 row of the 16 registers
+  static constexpr int kOutputs = 4, kRows = 2;  // 8 accumulators + 4 weights + 1 row of the 16 registers
 
   REMORA_AVX2 static __m256 load_weights(const uint16_t* w, int64_t left) {
     __m128i bits;
@@ -178,7 +177,7 @@ template <class Kernel>
 void project(const uint16_t* x_bits, int64_t rows, const uint16_t* w, int64_t in, int64_t out, const float* bias,
              c10::BFloat16* y) {
   using Input = typename Kernel::Input;
-  static constexpr auto tiles = tile_table<Kernel>(std::make_integer_sequence<int, kOutputTile>());
+  static constexpr auto tiles = tile_table<Kernel>(std::make_integer_sequence<int, Kernel::kOutputs>());
   // x in the kernel's input type (bf16 -> fp32 is exact), each row zero-padded to whole vectors.
   const int64_t padded = (in + kPad - 1) / kPad * kPad;
   std::vector<Input> x(rows * padded, Input(0));
@@ -192,12 +191,12 @@ void project(const uint16_t* x_bits, int64_t rows, const uint16_t* w, int64_t in
       }
     }
   }
-  const int64_t tile_count = (out + kOutputTile - 1) / kOutputTile;
-  const int64_t tile_work = kOutputTile * in * int64_t(sizeof(uint16_t)) * rows;
+  const int64_t tile_count = (out + Kernel::kOutputs - 1) / Kernel::kOutputs;
+  const int64_t tile_work = Kernel::kOutputs * in * int64_t(sizeof(uint16_t)) * rows;
   at::parallel_for(0, tile_count, std::max<int64_t>(1, kBytesPerTask / tile_work), [&](int64_t begin, int64_t end) {
-    float sums[kOutputTile * Kernel::kRows];
+    float sums[Kernel::kOutputs * Kernel::kRows];
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t first = t * kOutputTile, outputs = std::min<int64_t>(kOutputTile, out - first);
+      const int64_t first = t * Kernel::kOutputs, outputs = std::min<int64_t>(Kernel::kOutputs, out - first);
       for (int64_t b0 = 0; b0 < rows; b0 += Kernel::kRows) {
         const int64_t count = std::min<int64_t>(Kernel::kRows, rows - b0);
         tiles[outputs - 1][count - 1](x.data() + b0 * padded, padded, w + first * in, in, sums);
