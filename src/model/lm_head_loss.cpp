@@ -7,7 +7,9 @@
 
 namespace remora {
 
-int64_t lm_head_chunk_rows(int64_t vocab) { return std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(vocab, 1)); }
+// 4 MiB of fp32 logits a chunk: the chunk's bf16 logits, fp32 logits, log-probabilities and gradient
+// are all alive at once (12 bytes per logit), and at 16 MiB they were the training step's peak.
+int64_t lm_head_chunk_rows(int64_t vocab) { return std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(vocab, 1)); }
 
 namespace {
 

@@ -1,5 +1,6 @@
 // MoLoRA / HydraLoRA router: a dense softmax over experts.
 #include "adapters/routers/router_init.h"
+#include "adapters/routers/router_logits.h"
 #include "adapters/routers/routers.h"
 
 namespace remora {

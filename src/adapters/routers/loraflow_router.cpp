@@ -1,5 +1,5 @@
 // LoRA-Flow's fusion gate: per-token weights over existing LoRAs from the layer's input.
-#include "adapters/routers/router_init.h"
+#include "adapters/routers/router_logits.h"
 #include "adapters/routers/routers.h"
 
 namespace remora {

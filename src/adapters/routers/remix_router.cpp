@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "adapters/routers/router_init.h"
+#include "adapters/routers/router_logits.h"
 #include "adapters/routers/routers.h"
 
 namespace remora {

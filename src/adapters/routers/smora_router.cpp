@@ -1,7 +1,7 @@
 // SMoRA router: sigmoid scores plus a loss-free balancing bias, top-k ranks.
 #include <cmath>
 
-#include "adapters/routers/router_init.h"
+#include "adapters/routers/router_logits.h"
 #include "adapters/routers/routers.h"
 
 namespace remora {

@@ -1,5 +1,6 @@
 // MixLoRA-style router: softmax, top-k, renormalise, Switch-style balance loss.
 #include "adapters/routers/router_init.h"
+#include "adapters/routers/router_logits.h"
 #include "adapters/routers/routers.h"
 
 namespace remora {
