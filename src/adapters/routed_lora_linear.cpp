@@ -96,13 +96,14 @@ at::Tensor RoutedLoraLinear::forward(const at::Tensor& x) {
 
 at::Tensor RoutedLoraLinear::update(const at::Tensor& x, at::ScalarType dtype) {
   // The adapter's GEMMs run in the activations' dtype (bf16 with a bf16 base) on casts of the fp32
-  // master factors: casting the small factors costs far less than casting every activation.
+  // master factors: casting the small factors costs far less than casting every activation, and
+  // they are cast again only after the optimizer has changed them.
   const auto shape = x.sizes();
   at::Tensor flat = x.reshape({-1, shape.back()}).to(dtype);  // [N, d_in]
   at::Tensor adapter_input = (is_training() && dropout_ > 0) ? at::dropout(flat, dropout_, true) : flat;
-  at::Tensor hidden = at::linear(adapter_input, lora_A.to(dtype));  // [N, n r] (Hydra, MALoRA: [N, r])
+  at::Tensor hidden = at::linear(adapter_input, a_cast_.get(lora_A, dtype));  // [N, n r] (Hydra, MALoRA: [N, r])
   if (lora_P.defined()) {
-    hidden = at::linear(hidden, lora_P.to(dtype));  // MALoRA: P_i S x for every expert, [N, n r]
+    hidden = at::linear(hidden, p_cast_.get(lora_P, dtype));  // MALoRA: P_i S x for every expert, [N, n r]
   } else if (shares_a()) {
     hidden = hidden.repeat({1, spec_.num_experts});
   }
@@ -131,10 +132,10 @@ at::Tensor RoutedLoraLinear::update(const at::Tensor& x, at::ScalarType dtype) {
   if (lora_scaling.defined()) {
     // MultiLoRA: each LoRA's output scaled per channel, then summed: [N, n, d_out] -> [N, d_out].
     at::Tensor per_expert = at::einsum("tkr,okr->tko", {hidden.view({hidden.size(0), spec_.num_experts, spec_.rank}),
-                                                        lora_B.to(dtype).view({lora_B.size(0), spec_.num_experts, spec_.rank})});
-    update = (per_expert * lora_scaling.to(dtype)).sum(1).mul_(scale_);
+                                                        b_cast_.get(lora_B, dtype).view({lora_B.size(0), spec_.num_experts, spec_.rank})});
+    update = (per_expert * scaling_cast_.get(lora_scaling, dtype)).sum(1).mul_(scale_);
   } else {
-    update = at::linear(hidden, lora_B.to(dtype)).mul_(scale_);  // [N, d_out]
+    update = at::linear(hidden, b_cast_.get(lora_B, dtype)).mul_(scale_);  // [N, d_out]
   }
   if (lora_magnitude_vector.defined()) {
     // DoRA as PEFT runs it: (m/||W'|| - 1) W0 x + m/||W'|| scale B A x, x the (dropped-out) adapter input.

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "adapters/adapter_config.h"
+#include "adapters/factor_cast.h"
 #include "adapters/routing.h"
 #include "model/linear.h"
 
@@ -71,6 +72,7 @@ class RoutedLoraLinear : public Projection {
   at::Tensor expand_gate(const at::Tensor& gate) const;
   at::Tensor rank_owner_;  // composed: [sum r_i] expert of each hidden column
   at::Tensor rank_scale_;  // composed: [sum r_i] that expert's own scale
+  FactorCast a_cast_, b_cast_, p_cast_, scaling_cast_;  // the factors in the activations' dtype
   ModuleAdapterSpec spec_;
   double scale_;
   double dropout_;
