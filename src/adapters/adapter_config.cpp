@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 
+#include "core/file_util.h"
 #include "core/json_input.h"
 #include "core/error.h"
 #include "tokenizer/regex.h"
@@ -516,7 +517,7 @@ nlohmann::json AdapterConfig::to_json() const {
 
 AdapterConfig read_adapter_config(const std::string& dir, const nlohmann::json& overrides) {
   const std::filesystem::path path = std::filesystem::path(dir) / "adapter_config.json";
-  if (!std::filesystem::exists(path)) fail(path.string(), ": missing (an adapter folder needs adapter_config.json)");
+  if (!path_exists(path)) fail(path.string(), ": missing (an adapter folder needs adapter_config.json)");
   nlohmann::json json = read_json_file(path.string(), kMaxConfigBytes);
   std::vector<std::string> keys;
   for (const auto& [key, value] : overrides.items()) {

@@ -28,7 +28,7 @@ std::unique_ptr<AdaptedModel> load_adapter(std::shared_ptr<CausalLM> base, const
                                            const nlohmann::json& config_overrides) {
   AdapterConfig config = read_adapter_config(dir, config_overrides);
   const std::string weights = (fs::path(dir) / "adapter_model.safetensors").string();
-  if (!fs::exists(weights)) fail(weights, ": missing");
+  if (!path_exists(weights)) fail(weights, ": missing");
   SafetensorsFile file(weights);
   auto adapted = std::make_unique<AdaptedModel>(std::move(base), config);
   std::set<std::string> expected;

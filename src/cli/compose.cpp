@@ -8,6 +8,7 @@
 #include "cli/common.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "model/loader.h"
 #include "tokenizer/pretrained.h"
 #include "train/batching.h"
@@ -73,7 +74,7 @@ void run_compose(const ComposeOptions& options) {
     inputs.push_back({file, "--expert-data " + name});
   }
   refuse_output_overlapping_inputs(options.out, "--out", inputs);
-  if (std::filesystem::exists(options.out) && !options.overwrite) {
+  if (path_exists(options.out) && !options.overwrite) {
     fail(options.out, ": already exists (pass --overwrite to replace it)");  // before the slow part
   }
   const bool retrieval = options.router == "retrieval";

@@ -30,7 +30,7 @@ void run_merge(const MergeOptions& options) {
   auto base = load_causal_lm(options.model, dtype);
   auto adapted = load_adapter(base, options.adapter);
 
-  if (fs::exists(options.out) && !options.overwrite) {
+  if (path_exists(options.out) && !options.overwrite) {
     fail(options.out, ": already exists (pass --overwrite to replace it)");  // before the slow part
   }
   // A probe sequence shows how much the stored dtype's rounding moved the logits.

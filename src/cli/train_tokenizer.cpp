@@ -35,7 +35,7 @@ void run_train_tokenizer(const TrainTokenizerOptions& options) {
   for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
     refuse_output_overlapping_inputs((out / name).string(), "--out", corpus);
   }
-  if (fs::exists(out / "tokenizer.json") && !options.overwrite) {
+  if (path_exists(out / "tokenizer.json") && !options.overwrite) {
     fail(options.out, "/tokenizer.json: already exists (pass --overwrite to replace it)");
   }
   std::vector<std::string> texts;

@@ -27,7 +27,7 @@ const char* kind_of(mode_t mode) {
 
 // Makes `dir` and its missing parents through the write environment.
 void make_directories(const fs::path& dir) {
-  if (dir.empty() || fs::is_directory(dir)) return;
+  if (dir.empty() || is_folder(dir)) return;
   make_directories(dir.parent_path());
   if (const int error = write_env().make_directory(dir.string())) {
     fail(dir.string(), ": cannot create folder (", std::strerror(error), ")");
@@ -58,6 +58,17 @@ bool is_within(const fs::path& inner, const fs::path& outer) {
 }
 
 }  // namespace
+
+fs::file_status path_status(const std::string& path, bool follow_links) {
+  std::error_code error;
+  const fs::file_status status = follow_links ? fs::status(path, error) : fs::symlink_status(path, error);
+  if (error && status.type() != fs::file_type::not_found) fail(path, ": cannot be looked up (", error.message(), ")");
+  return status;
+}
+
+bool path_exists(const std::string& path) { return fs::exists(path_status(path)); }
+
+bool is_folder(const std::string& path) { return fs::is_directory(path_status(path)); }
 
 void require_regular_file(const std::string& path, const std::string& what) {
   struct stat info {};
@@ -123,7 +134,7 @@ void replace_folder_atomically(const std::string& dir, bool overwrite,
                                const std::function<void(const std::string& temp_dir)>& fill) {
   fs::path out = fs::path(dir).lexically_normal();
   if (!out.has_filename()) out = out.parent_path();  // "a/b/" -> "a/b"
-  const fs::file_status status = fs::symlink_status(out);
+  const fs::file_status status = path_status(out, /*follow_links=*/false);
   if (fs::exists(status)) {
     if (!fs::is_directory(status)) fail(out.string(), ": exists and is not a folder; refusing to replace it");
     if (!overwrite) fail(out.string(), ": already exists (pass --overwrite to replace it)");
@@ -137,13 +148,13 @@ void replace_folder_atomically(const std::string& dir, bool overwrite,
     fill(temp.string());
     // The old folder moves aside before the new one moves in, so that at every moment one complete
     // version exists under a known name.
-    if (fs::exists(out)) {
+    if (path_exists(out)) {
       if (const int error = write_env().rename(out.string(), old.string())) {
         fail(out.string(), ": cannot move the old folder aside (", std::strerror(error), ")");
       }
     }
     if (const int error = write_env().rename(temp.string(), out.string())) {
-      if (fs::exists(old)) write_env().rename(old.string(), out.string());
+      if (path_exists(old)) write_env().rename(old.string(), out.string());
       fail(out.string(), ": cannot rename the new folder into place (", std::strerror(error), ")");
     }
   } catch (...) {

@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 #include <utility>
+#include <filesystem>
 #include <vector>
 
 namespace remora {
@@ -14,6 +15,13 @@ namespace remora {
 // Files remora reads whole (JSON configs, templates, recipes) are never larger than this unless the
 // caller says otherwise; a bigger one is an Error rather than an allocation of its size.
 constexpr uint64_t kMaxTextFileBytes = uint64_t{1} << 30;
+
+// What is at `path` (the link itself when `follow_links` is false), as <filesystem>'s status, except
+// that a path the system cannot look up at all (a name too long, a loop of links, a parent it may not
+// search) is an Error naming it rather than a std::filesystem exception; a missing path is not_found.
+std::filesystem::file_status path_status(const std::string& path, bool follow_links = true);
+bool path_exists(const std::string& path);
+bool is_folder(const std::string& path);
 
 // Throws Error naming `path` unless it exists and is a regular file (not a folder, FIFO or device):
 // checked before anything opens a user's input, since opening a FIFO blocks and a device never ends.

@@ -17,7 +17,7 @@ CheckpointTensors::CheckpointTensors(const std::string& model_dir) {
   const fs::path single = dir / "model.safetensors";
   const fs::path index_path = dir / "model.safetensors.index.json";
   std::map<std::string, std::string> expected_shard;  // tensor -> shard file, from the index
-  if (fs::exists(index_path)) {
+  if (path_exists(index_path)) {
     const nlohmann::json index = read_json_file(index_path.string(), kMaxConfigBytes);
     const auto map = index.find("weight_map");
     if (!index.is_object() || map == index.end() || !map->is_object()) {
@@ -39,7 +39,7 @@ CheckpointTensors::CheckpointTensors(const std::string& model_dir) {
       if (!fs::exists(shard, error)) fail(index_path.string(), ": lists shard ", describe(name), ", which does not exist");
       files_.push_back(std::make_unique<SafetensorsFile>(shard.string()));
     }
-  } else if (fs::exists(single)) {
+  } else if (path_exists(single)) {
     files_.push_back(std::make_unique<SafetensorsFile>(single.string()));
   } else {
     fail(model_dir, ": no model.safetensors or model.safetensors.index.json");

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "core/json_input.h"
 
 namespace remora {
@@ -239,9 +240,9 @@ double ModelConfig::implied_parameters() const {
 }
 
 ModelConfig ModelConfig::load(const std::string& model_dir) {
-  if (!std::filesystem::is_directory(model_dir)) fail(model_dir, ": model folder does not exist");
+  if (!is_folder(model_dir)) fail(model_dir, ": model folder does not exist");
   const std::string path = (std::filesystem::path(model_dir) / "config.json").string();
-  if (!std::filesystem::exists(path)) fail(path, ": missing (a Hugging Face model folder needs config.json)");
+  if (!path_exists(path)) fail(path, ": missing (a Hugging Face model folder needs config.json)");
   return from_json(read_json_file(path, kMaxConfigBytes), path);
 }
 

@@ -86,7 +86,7 @@ void copy_companion_files(const std::string& from_dir, const std::string& to_dir
   for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                            "chat_template.jinja", "generation_config.json"}) {
     const fs::path source = fs::path(from_dir) / name;
-    if (fs::exists(source)) fs::copy_file(source, fs::path(to_dir) / name, fs::copy_options::overwrite_existing);
+    if (path_exists(source)) fs::copy_file(source, fs::path(to_dir) / name, fs::copy_options::overwrite_existing);
   }
 }
 

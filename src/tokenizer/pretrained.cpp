@@ -26,11 +26,11 @@ std::string token_text(const nlohmann::json& config, const char* key, const std:
 PretrainedTokenizer PretrainedTokenizer::load(const std::string& dir) {
   const fs::path root(dir);
   const std::string tokenizer_path = (root / "tokenizer.json").string();
-  if (!fs::exists(tokenizer_path)) fail(dir, ": no tokenizer.json (text options need the model's tokenizer)");
+  if (!path_exists(tokenizer_path)) fail(dir, ": no tokenizer.json (text options need the model's tokenizer)");
   PretrainedTokenizer result{Tokenizer::from_file(tokenizer_path), "", "", std::nullopt, ""};
 
   const fs::path config_path = root / "tokenizer_config.json";
-  if (fs::exists(config_path)) {
+  if (path_exists(config_path)) {
     const std::string where = config_path.string();
     const auto config = read_json_file(where);
     if (!config.is_object()) fail(where, ": not a JSON object");
@@ -53,7 +53,7 @@ PretrainedTokenizer PretrainedTokenizer::load(const std::string& dir) {
     }
   }
   const fs::path jinja_path = root / "chat_template.jinja";
-  if (fs::exists(jinja_path)) {
+  if (path_exists(jinja_path)) {
     result.chat_template = read_text_file(jinja_path.string());
     result.chat_template_source = jinja_path.string();
   }

@@ -33,13 +33,13 @@ std::string step_name(int64_t step) {
 std::vector<fs::path> checkpoints(const std::string& output_dir) {
   std::vector<fs::path> found;
   const fs::path root = fs::path(output_dir) / "checkpoints";
-  if (!fs::is_directory(root)) return found;
+  if (!is_folder(root)) return found;
   for (const auto& entry : fs::directory_iterator(root)) {
     const std::string name = entry.path().filename().string();
     // Only "step-NNNNNNNN": the temporary and set-aside folders of an interrupted write never count.
     const bool is_step = name.size() == 13 && name.rfind("step-", 0) == 0 &&
                            name.find_first_not_of("0123456789", 5) == std::string::npos;
-    if (entry.is_directory() && is_step && fs::exists(entry.path() / "progress.json")) {
+    if (entry.is_directory() && is_step && path_exists(entry.path() / "progress.json")) {
       found.push_back(entry.path());
     }
   }

@@ -8,6 +8,7 @@
 
 #include "core/json_input.h"
 #include "core/error.h"
+#include "core/file_util.h"
 #include "core/resources.h"
 #include "core/yaml_json.h"
 
@@ -218,7 +219,7 @@ void flatten(const nlohmann::json& root, const std::string& source, std::map<std
 }  // namespace
 
 Recipe Recipe::load(const std::string& path, const std::vector<std::string>& overrides) {
-  if (!std::filesystem::exists(path)) fail(path, ": recipe file does not exist");
+  if (!path_exists(path)) fail(path, ": recipe file does not exist");
   std::map<std::string, nlohmann::json> values;
   std::map<std::string, std::string> origin;  // key -> where it was set, for messages
   flatten(read_yaml_file(path), path, values);

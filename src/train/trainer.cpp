@@ -91,7 +91,7 @@ c10::Device worker_device(const std::string& name, const WorkerEnvironment& envi
 
 // metrics.jsonl keeps only the records up to `step` (what a resumed run continues from).
 void truncate_metrics(const fs::path& path, int64_t step) {
-  if (!fs::exists(path)) return;
+  if (!path_exists(path)) return;
   std::ifstream in(path);
   std::string kept, line;
   while (std::getline(in, line)) {
@@ -141,10 +141,11 @@ int run_training(const Recipe& recipe, bool resume) {
   if (resume) {
     checkpoint = latest_checkpoint(recipe.output_dir);
     if (!checkpoint) fail(recipe.output_dir, ": no checkpoint to resume from");
-  } else if (main_worker && fs::exists(fs::symlink_status(out))) {
+  } else if (const fs::file_status out_status = path_status(out, /*follow_links=*/false);
+             main_worker && fs::exists(out_status)) {
     // Even an empty folder: it may be one the user made for something else.
     if (!recipe.overwrite) fail(recipe.output_dir, ": already exists (set output.overwrite=true or pass --resume)");
-    if (!fs::is_directory(fs::symlink_status(out))) fail(recipe.output_dir, ": exists and is not a folder");
+    if (!fs::is_directory(out_status)) fail(recipe.output_dir, ": exists and is not a folder");
   }
 
   // Model, tokenizer and adapter before the data: a recipe's adapter settings are checked against

@@ -605,6 +605,17 @@ def _(c):
 
 
 
+# Found by the recipe_yaml fuzzer: <filesystem>'s exists() threw on a name longer than NAME_MAX.
+@case("recipe_model_adapter_name_too_long", r"/a{300}/adapter_config\.json: cannot be looked up \(File name too long\)")
+def _(c):
+    return c.train(f"model.adapter={c.path('a' * 300)}")
+
+
+@case("forward_model_name_too_long", r"/a{300}: cannot be looked up \(File name too long\)")
+def _(c):
+    return ["forward", "--model", c.path("a" * 300), "--ids", "1", "--out", c.path("out.json")]
+
+
 # ---- serve: every bad start is a one-line error before anything listens ------------------------------
 
 @case("serve_adapter_without_name", r"--adapter: expected NAME=DIR")
