@@ -5,8 +5,23 @@
 
 #include "adapters/block_routing.h"
 #include "core/error.h"
+#include "model/decode_linear.h"
 
 namespace remora {
+namespace {
+
+// at::linear of the adapter's rows [N, in]. In one-position decode steps (generation, serving) the
+// rows go through the decode kernel, as the base projection's do: a bf16 at::linear of a few rows
+// costs tens of µs whatever its size, and an adapter adds two or three of them per projection.
+at::Tensor adapter_linear(const at::Tensor& rows, const at::Tensor& weight, bool decode_step) {
+  if (decode_step) {
+    const at::Tensor steps = rows.unsqueeze(1);  // [N, 1, in], the kernel's shape of a decode step
+    if (decode_linear_applies(steps, weight)) return decode_linear(steps, weight, at::Tensor()).squeeze(1);
+  }
+  return at::linear(rows, weight);
+}
+
+}  // namespace
 
 double adapter_scale(const ModuleAdapterSpec& spec) {
   if (spec.composed()) return 1.0;
@@ -101,9 +116,12 @@ at::Tensor RoutedLoraLinear::update(const at::Tensor& x, at::ScalarType dtype) {
   const auto shape = x.sizes();
   at::Tensor flat = x.reshape({-1, shape.back()}).to(dtype);  // [N, d_in]
   at::Tensor adapter_input = (is_training() && dropout_ > 0) ? at::dropout(flat, dropout_, true) : flat;
-  at::Tensor hidden = at::linear(adapter_input, a_cast_.get(lora_A, dtype));  // [N, n r] (Hydra, MALoRA: [N, r])
+  const bool decode_step = shape.size() >= 2 && shape[shape.size() - 2] == 1;
+  // [N, n r] (Hydra, MALoRA: [N, r])
+  at::Tensor hidden = adapter_linear(adapter_input, a_cast_.get(lora_A, dtype), decode_step);
   if (lora_P.defined()) {
-    hidden = at::linear(hidden, p_cast_.get(lora_P, dtype));  // MALoRA: P_i S x for every expert, [N, n r]
+    // MALoRA: P_i S x for every expert, [N, n r]
+    hidden = adapter_linear(hidden, p_cast_.get(lora_P, dtype), decode_step);
   } else if (shares_a()) {
     hidden = hidden.repeat({1, spec_.num_experts});
   }
@@ -135,7 +153,7 @@ at::Tensor RoutedLoraLinear::update(const at::Tensor& x, at::ScalarType dtype) {
                                                         b_cast_.get(lora_B, dtype).view({lora_B.size(0), spec_.num_experts, spec_.rank})});
     update = (per_expert * scaling_cast_.get(lora_scaling, dtype)).sum(1).mul_(scale_);
   } else {
-    update = at::linear(hidden, b_cast_.get(lora_B, dtype)).mul_(scale_);  // [N, d_out]
+    update = adapter_linear(hidden, b_cast_.get(lora_B, dtype), decode_step).mul_(scale_);  // [N, d_out]
   }
   if (lora_magnitude_vector.defined()) {
     // DoRA as PEFT runs it: (m/||W'|| - 1) W0 x + m/||W'|| scale B A x, x the (dropped-out) adapter input.

@@ -83,6 +83,32 @@ TEST(RoutedLoraLinear, DenseMaskedEqualsPerExpertLoopForwardAndGradients) {
   }
 }
 
+// Generation's one-position steps in bf16 take the decode kernel for the factors too: each row
+// comes out as it would alone, and within bf16 rounding of the formula in fp64.
+TEST(RoutedLoraLinear, Bfloat16DecodeStepsFollowTheFormulaRowByRow) {
+  const int64_t d_in = 40, d_out = 24, r = 8, rows = 3;
+  const ModuleAdapterSpec spec{AdapterMethod::kLora, r, 16.0, 1, 1};
+  at::manual_seed(4);
+  auto base = std::make_shared<Linear>(d_in, d_out, false, at::TensorOptions().dtype(at::kBFloat16));
+  RoutingState state;
+  RoutedLoraLinear layer(base, spec, adapter_scale(spec), 0.0, nullptr, nullptr, &state, "test");
+  at::NoGradGuard no_grad;
+  base->weight.normal_();
+  layer.lora_B.normal_();
+  const at::Tensor x = at::randn({rows, 1, d_in}).to(at::kBFloat16);
+  const at::Tensor y = layer.forward(x);
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{rows, 1, d_out}));
+  const auto exact = [](const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kDouble); };
+  const at::Tensor x64 = x.to(at::kDouble).view({rows, d_in});
+  const at::Tensor expected = at::linear(x64, exact(base->weight)) +
+                              layer.scale() * at::linear(at::linear(x64, exact(layer.lora_A)), exact(layer.lora_B));
+  const double tolerance = 0.02 * expected.abs().max().item<double>();
+  EXPECT_LT((y.view({rows, d_out}).to(at::kDouble) - expected).abs().max().item<double>(), tolerance);
+  for (int64_t row = 0; row < rows; ++row) {
+    EXPECT_TRUE(at::equal(layer.forward(x.narrow(0, row, 1)), y.narrow(0, row, 1))) << "row " << row;
+  }
+}
+
 TEST(RoutedLoraLinear, MultiLoraSumsEachLoraScaledPerChannelAndMergesToTheSame) {
   const int64_t d_in = 12, d_out = 10, n = 3, r = 2;
   ModuleAdapterSpec spec{AdapterMethod::kMultilora, r, 6.0, n, n};
