@@ -4,10 +4,10 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <utility>
-#include <filesystem>
 #include <vector>
 
 namespace remora {

@@ -1,4 +1,4 @@
-// RMSNorm for training with a hand-written backward.
+// RMSNorm outside decode steps, with a hand-written backward.
 #include "model/rms_norm_autograd.h"
 
 #include <torch/autograd.h>
@@ -31,10 +31,11 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
     }
     at::Tensor grad_x;
     if (ctx->needs_input_grad(0)) {
-      const at::Tensor grad_normed = (grad * weight).to(x.scalar_type()).to(at::kFloat);  // as the cast's input gets it
+      // The gradient as the cast to x's dtype receives it, then passes it on in fp32.
+      const at::Tensor grad_normed = (grad * weight).to(x.scalar_type()).to(at::kFloat);
       const at::Tensor grad_inverse_rms = (grad_normed * x32).sum(-1, /*keepdim=*/true);
-      const at::Tensor grad_mean = -0.5 * grad_inverse_rms * inverse_rms.pow(3);     // d rsqrt(s) / ds
-      const at::Tensor grad_square = grad_mean / static_cast<double>(x.size(-1));    // through the mean
+      const at::Tensor grad_mean = -0.5 * grad_inverse_rms * inverse_rms.pow(3);  // d rsqrt(s) / ds
+      const at::Tensor grad_square = grad_mean / static_cast<double>(x.size(-1));  // through the mean
       grad_x = (grad_normed * inverse_rms + grad_square * (2 * x32)).to(x.scalar_type());
     }
     return {grad_x, grad_weight, at::Tensor()};
