@@ -1,5 +1,5 @@
-// The bf16 projection of one-position decode steps: a tile of weight rows streams once past every
-// row of x, accumulating in fp32 lanes (AVX-512 BF16 dot products, AVX-512 or AVX2 FMAs, chosen at run time).
+// The bf16 projection of one-position decode steps: each weight row streams once past up to 16 rows of
+// x, accumulating in fp32 lanes (AVX-512 BF16 dot products, AVX-512 or AVX2 FMAs, chosen at run time).
 #include "model/decode_linear.h"
 
 #include <ATen/Parallel.h>
@@ -24,19 +24,17 @@
 namespace remora {
 namespace {
 
-// Weight rows prefetched this far ahead of the rows being read: without it one core streams ~10 GB/s
-// of a 45 MB model, with it ~35 GB/s (the hardware prefetcher does not follow four 1 KiB rows).
-constexpr int64_t kPrefetchRows = 16;
 // Weight bytes x rows of x per task: a parallel region's wake-up and barrier cost more than one core
 // streaming a smaller matrix (measured on the 2-core machine: a 512 x 512 step on one core 15 µs).
 constexpr int64_t kBytesPerTask = int64_t{1} << 20;
 constexpr int64_t kPad = 32;  // x rows are padded with zeros to whole vectors of the widest version
 
-// One tile: sums[b * O + o] = x[b] . w[o] for O weight rows (stride `in`) and R rows of x (stride
-// `padded`, zero past `in`). Every sum is accumulated lane by lane in the same order, then reduced in a
-// fixed order, whatever O and R are: that is what makes a row's bits independent of its neighbours.
-// The packs A (accumulators: row A / O, weight row A % O), O and R index every array by constants, so
-// the accumulators stay in registers (GCC keeps loop-indexed arrays of vectors in memory).
+// One tile: sums[r] = x[r] . w for one weight row and R rows of x (stride `padded`, zero past `in`).
+// One weight row at a time, so the weight is read as a single sequential stream: reading 2-4 rows side
+// by side (one load from each per step) streamed 8-10 GB/s on the 2-core Zen 4 machine, one row
+// 14 GB/s, 27 with huge pages. Every sum is accumulated lane by lane in the same order and reduced in a
+// fixed order whatever R is: that is what makes a row's bits independent of its neighbours. The pack R
+// indexes every array by constants, so the accumulators stay in registers.
 template <class Input>
 using TileFn = void (*)(const Input* x, int64_t padded, const uint16_t* w, int64_t in, float* sums);
 
@@ -44,12 +42,6 @@ using TileFn = void (*)(const Input* x, int64_t padded, const uint16_t* w, int64
 #define REMORA_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 #define REMORA_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define REMORA_AVX2 __attribute__((target("avx2,fma")))
-
-// Lines of the rows kPrefetchRows ahead, so that they arrive while this tile computes.
-template <int... O>
-inline void prefetch_ahead(const uint16_t* w, int64_t in, int64_t i, std::integer_sequence<int, O...>) {
-  (_mm_prefetch(reinterpret_cast<const char*>(w + (kPrefetchRows + O) * in + i), _MM_HINT_T0), ...);
-}
 
 REMORA_AVX512 inline float reduce512(__m512 v) {  // a fixed pairwise order: halves, quarters, pairs
   v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
@@ -62,66 +54,54 @@ REMORA_AVX512 inline float reduce512(__m512 v) {  // a fixed pairwise order: hal
 // AVX-512 with BF16 dot products (Zen 4, Sapphire Rapids): x stays bf16, 32 products per instruction.
 struct Avx512Bf16 {
   using Input = uint16_t;
-  static constexpr int kOutputs = 4, kRows = 6;  // 24 accumulators + 4 weights + 1 row of the 32 registers
+  static constexpr int kRows = 16;  // 16 accumulators + the weights + a row of the 32 registers
 
-  template <int... A, int... O, int... R>
-  REMORA_AVX512_BF16 static void tile(std::integer_sequence<int, A...>, std::integer_sequence<int, O...> outputs,
-                                      std::integer_sequence<int, R...>, const uint16_t* x, int64_t padded,
+  template <int... R>
+  REMORA_AVX512_BF16 static void tile(std::integer_sequence<int, R...>, const uint16_t* x, int64_t padded,
                                       const uint16_t* w, int64_t in, float* sums) {
-    constexpr int kOutputs = sizeof...(O);
-    __m512 acc[] = {((void)A, _mm512_setzero_ps())...};
+    __m512 acc[] = {((void)R, _mm512_setzero_ps())...};
     int64_t i = 0;
     for (; i + 32 <= in; i += 32) {  // masked loads only for the tail: they are slower (Zen 4)
-      prefetch_ahead(w, in, i, outputs);
-      const __m512bh weights[] = {(__m512bh)_mm512_loadu_si512(w + O * in + i)...};
-      const __m512bh rows[] = {(__m512bh)_mm512_loadu_si512(x + R * padded + i)...};
-      ((acc[A] = _mm512_dpbf16_ps(acc[A], rows[A / kOutputs], weights[A % kOutputs])), ...);
+      const __m512bh weights = (__m512bh)_mm512_loadu_si512(w + i);
+      ((acc[R] = _mm512_dpbf16_ps(acc[R], (__m512bh)_mm512_loadu_si512(x + R * padded + i), weights)), ...);
     }
     if (i < in) {
-      const __mmask32 mask = __mmask32((1u << (in - i)) - 1);
-      const __m512bh weights[] = {(__m512bh)_mm512_maskz_loadu_epi16(mask, w + O * in + i)...};
-      const __m512bh rows[] = {(__m512bh)_mm512_loadu_si512(x + R * padded + i)...};
-      ((acc[A] = _mm512_dpbf16_ps(acc[A], rows[A / kOutputs], weights[A % kOutputs])), ...);
+      const __m512bh weights = (__m512bh)_mm512_maskz_loadu_epi16(__mmask32((1u << (in - i)) - 1), w + i);
+      ((acc[R] = _mm512_dpbf16_ps(acc[R], (__m512bh)_mm512_loadu_si512(x + R * padded + i), weights)), ...);
     }
-    ((sums[A] = reduce512(acc[A])), ...);
+    ((sums[R] = reduce512(acc[R])), ...);
   }
 };
 
 // AVX-512 F/BW: weights widened to fp32 (exact: the bits move up 16), fp32 FMAs.
 struct Avx512 {
   using Input = float;
-  static constexpr int kOutputs = 4, kRows = 4;  // 16 accumulators + 4 weights + 1 row of the 32 registers
+  static constexpr int kRows = 16;
 
   REMORA_AVX512 static __m512 widen(__m256i bits) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
   }
-  template <int... A, int... O, int... R>
-  REMORA_AVX512 static void tile(std::integer_sequence<int, A...>, std::integer_sequence<int, O...> outputs,
-                                 std::integer_sequence<int, R...>, const float* x, int64_t padded,
+  template <int... R>
+  REMORA_AVX512 static void tile(std::integer_sequence<int, R...>, const float* x, int64_t padded,
                                  const uint16_t* w, int64_t in, float* sums) {
-    constexpr int kOutputs = sizeof...(O);
-    __m512 acc[] = {((void)A, _mm512_setzero_ps())...};
+    __m512 acc[] = {((void)R, _mm512_setzero_ps())...};
     int64_t i = 0;
     for (; i + 16 <= in; i += 16) {
-      prefetch_ahead(w, in, i, outputs);
-      const __m512 weights[] = {widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + O * in + i)))...};
-      const __m512 rows[] = {_mm512_loadu_ps(x + R * padded + i)...};
-      ((acc[A] = _mm512_fmadd_ps(weights[A % kOutputs], rows[A / kOutputs], acc[A])), ...);
+      const __m512 weights = widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i)));
+      ((acc[R] = _mm512_fmadd_ps(weights, _mm512_loadu_ps(x + R * padded + i), acc[R])), ...);
     }
     if (i < in) {
-      const __mmask16 mask = __mmask16((1u << (in - i)) - 1);
-      const __m512 weights[] = {widen(_mm256_maskz_loadu_epi16(mask, w + O * in + i))...};
-      const __m512 rows[] = {_mm512_loadu_ps(x + R * padded + i)...};
-      ((acc[A] = _mm512_fmadd_ps(weights[A % kOutputs], rows[A / kOutputs], acc[A])), ...);
+      const __m512 weights = widen(_mm256_maskz_loadu_epi16(__mmask16((1u << (in - i)) - 1), w + i));
+      ((acc[R] = _mm512_fmadd_ps(weights, _mm512_loadu_ps(x + R * padded + i), acc[R])), ...);
     }
-    ((sums[A] = reduce512(acc[A])), ...);
+    ((sums[R] = reduce512(acc[R])), ...);
   }
 };
 
 // AVX2 with FMA: as Avx512, 8 lanes.
 struct Avx2 {
   using Input = float;
-  static constexpr int kOutputs = 4, kRows = 2;  // 8 accumulators + 4 weights + 1 row of the 16 registers
+  static constexpr int kRows = 8;  // 8 accumulators + the weights + a row of the 16 registers
 
   REMORA_AVX2 static __m256 load_weights(const uint16_t* w, int64_t left) {
     __m128i bits;
@@ -139,37 +119,27 @@ struct Avx2 {
     half = _mm_add_ps(half, _mm_movehl_ps(half, half));
     return _mm_cvtss_f32(_mm_add_ss(half, _mm_shuffle_ps(half, half, 1)));
   }
-  template <int... A, int... O, int... R>
-  REMORA_AVX2 static void tile(std::integer_sequence<int, A...>, std::integer_sequence<int, O...> outputs,
-                               std::integer_sequence<int, R...>, const float* x, int64_t padded,
+  template <int... R>
+  REMORA_AVX2 static void tile(std::integer_sequence<int, R...>, const float* x, int64_t padded,
                                const uint16_t* w, int64_t in, float* sums) {
-    constexpr int kOutputs = sizeof...(O);
-    __m256 acc[] = {((void)A, _mm256_setzero_ps())...};
+    __m256 acc[] = {((void)R, _mm256_setzero_ps())...};
     for (int64_t i = 0; i < in; i += 8) {
-      prefetch_ahead(w, in, i, outputs);
-      const __m256 weights[] = {load_weights(w + O * in + i, in - i)...};
-      const __m256 rows[] = {_mm256_loadu_ps(x + R * padded + i)...};
-      ((acc[A] = _mm256_fmadd_ps(weights[A % kOutputs], rows[A / kOutputs], acc[A])), ...);
+      const __m256 weights = load_weights(w + i, in - i);
+      ((acc[R] = _mm256_fmadd_ps(weights, _mm256_loadu_ps(x + R * padded + i), acc[R])), ...);
     }
-    ((sums[A] = reduce(acc[A])), ...);
+    ((sums[R] = reduce(acc[R])), ...);
   }
 };
 
-template <class Kernel, int O, int R>
+template <class Kernel, int R>
 void tile(const typename Kernel::Input* x, int64_t padded, const uint16_t* w, int64_t in, float* sums) {
-  Kernel::tile(std::make_integer_sequence<int, O * R>(), std::make_integer_sequence<int, O>(),
-               std::make_integer_sequence<int, R>(), x, padded, w, in, sums);
+  Kernel::tile(std::make_integer_sequence<int, R>(), x, padded, w, in, sums);
 }
 
-// tiles[O - 1][R - 1] for every tile shape a kernel has (the last tiles of a matrix are smaller).
-template <class Kernel, int O, int... R>
-constexpr std::array<TileFn<typename Kernel::Input>, sizeof...(R)> row_tiles(std::integer_sequence<int, R...>) {
-  return {&tile<Kernel, O, R + 1>...};
-}
-template <class Kernel, int... O>
-constexpr auto tile_table(std::integer_sequence<int, O...>) {
-  return std::array<std::array<TileFn<typename Kernel::Input>, Kernel::kRows>, sizeof...(O)>{
-      row_tiles<Kernel, O + 1>(std::make_integer_sequence<int, Kernel::kRows>())...};
+// tiles[R - 1] for every tile a kernel has (the last rows of x make a smaller one).
+template <class Kernel, int... R>
+constexpr std::array<TileFn<typename Kernel::Input>, sizeof...(R)> tile_table(std::integer_sequence<int, R...>) {
+  return {&tile<Kernel, R + 1>...};
 }
 
 // y [rows, out] = x [rows, in] W^T + b, x given as bf16 bits.
@@ -177,7 +147,7 @@ template <class Kernel>
 void project(const uint16_t* x_bits, int64_t rows, const uint16_t* w, int64_t in, int64_t out, const float* bias,
              c10::BFloat16* y) {
   using Input = typename Kernel::Input;
-  static constexpr auto tiles = tile_table<Kernel>(std::make_integer_sequence<int, Kernel::kOutputs>());
+  static constexpr auto tiles = tile_table<Kernel>(std::make_integer_sequence<int, Kernel::kRows>());
   // x in the kernel's input type (bf16 -> fp32 is exact), each row zero-padded to whole vectors.
   const int64_t padded = (in + kPad - 1) / kPad * kPad;
   std::vector<Input> x(rows * padded, Input(0));
@@ -191,20 +161,15 @@ void project(const uint16_t* x_bits, int64_t rows, const uint16_t* w, int64_t in
       }
     }
   }
-  const int64_t tile_count = (out + Kernel::kOutputs - 1) / Kernel::kOutputs;
-  const int64_t tile_work = Kernel::kOutputs * in * int64_t(sizeof(uint16_t)) * rows;
-  at::parallel_for(0, tile_count, std::max<int64_t>(1, kBytesPerTask / tile_work), [&](int64_t begin, int64_t end) {
-    float sums[Kernel::kOutputs * Kernel::kRows];
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t first = t * Kernel::kOutputs, outputs = std::min<int64_t>(Kernel::kOutputs, out - first);
+  const int64_t row_work = in * int64_t(sizeof(uint16_t)) * rows;
+  at::parallel_for(0, out, std::max<int64_t>(1, kBytesPerTask / row_work), [&](int64_t begin, int64_t end) {
+    float sums[Kernel::kRows];
+    for (int64_t o = begin; o < end; ++o) {
       for (int64_t b0 = 0; b0 < rows; b0 += Kernel::kRows) {
         const int64_t count = std::min<int64_t>(Kernel::kRows, rows - b0);
-        tiles[outputs - 1][count - 1](x.data() + b0 * padded, padded, w + first * in, in, sums);
+        tiles[count - 1](x.data() + b0 * padded, padded, w + o * in, in, sums);
         for (int64_t b = 0; b < count; ++b) {
-          for (int64_t o = 0; o < outputs; ++o) {
-            const float sum = sums[b * outputs + o];
-            y[(b0 + b) * out + first + o] = c10::BFloat16(bias ? sum + bias[first + o] : sum);
-          }
+          y[(b0 + b) * out + o] = c10::BFloat16(bias ? sums[b] + bias[o] : sums[b]);
         }
       }
     }

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "model/blocked_attention.h"
+#include "model/decode_attention.h"
 #include "model/decode_linear.h"
 #include "model/decode_rms_norm.h"
 #include "model/rms_norm_autograd.h"
@@ -89,6 +90,10 @@ at::Tensor Attention::forward(const at::Tensor& x, ForwardContext& context) {
   // As transformers' eager attention: scale and mask in the model dtype, softmax computed in fp32.
   const at::Tensor& bias = context.attention_bias.at(window_);
   const KVCache* cache = context.cache;
+  if (cache && T == 1 && decode_attention_applies(q, k)) {
+    const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+    return o_proj->forward(decode_attention(q, k, v, bias, cache->row_starts, scale));
+  }
   // Without a cache (training, scoring) queries go a block at a time, over the keys they can see.
   if (!cache) return o_proj->forward(blocked_causal_attention(q, k, v, bias, window_));
   if (cache->row_starts.empty()) return o_proj->forward(mix_values(attention_scores(q, k, bias), v));

@@ -12,6 +12,7 @@
 #include "core/file_util.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "model/weight_pages.h"
 
 namespace remora {
 namespace {
@@ -63,6 +64,7 @@ std::shared_ptr<CausalLM> load_causal_lm(const std::string& model_dir, c10::Scal
   CheckpointTensors checkpoint(model_dir);
   check_checkpoint_against_config(config, checkpoint, model_dir);  // before any allocation
   auto model = std::make_shared<CausalLM>(config, at::TensorOptions().dtype(dtype).device(device));
+  place_in_huge_pages(model->parameters());  // before the copies below touch the pages
   for (auto& item : model->named_parameters()) {
     const auto located = checkpoint.find(item.key());
     located.file->copy_into(*located.entry, item.value());
