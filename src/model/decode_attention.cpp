@@ -11,7 +11,52 @@
 
 namespace remora {
 namespace {
+
 constexpr int64_t kLanes = 16;
+
+// One KV head's cached positions of one row: position s's key at keys + s * key_stride.
+struct HeadView {
+  const at::BFloat16* keys;
+  int64_t key_stride;
+  const at::BFloat16* values;
+  int64_t value_stride;
+  int64_t dim;
+};
+
+// mixed = softmax(scale q k^T + mask) v over positions [first, S), all in fp32. Compiled for AVX-512,
+// AVX2 and the baseline, one chosen when the program loads: the same operations in the same order,
+// though the versions with FMA fuse some products and sums, so their bits can differ from the
+// baseline's (never from one row to another on one machine).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void attend(const HeadView& head, const float* query,
+                                                                          const float* mask, int64_t first, int64_t S,
+                                                                          float scale, float* scores, float* mixed) {
+  const int64_t Dh = head.dim;
+  float max_score = -std::numeric_limits<float>::infinity();
+  for (int64_t s = first; s < S; ++s) {
+    const at::BFloat16* key = head.keys + s * head.key_stride;
+    float partial[kLanes] = {};  // independent partial sums: the compiler vectorises them
+    int64_t d = 0;
+    for (; d + kLanes <= Dh; d += kLanes) {
+      for (int64_t lane = 0; lane < kLanes; ++lane) partial[lane] += query[d + lane] * float(key[d + lane]);
+    }
+    for (; d < Dh; ++d) partial[d % kLanes] += query[d] * float(key[d]);
+    for (int64_t width = kLanes / 2; width > 0; width /= 2) {  // a pairwise tree, not a chain of 16 adds
+      for (int64_t lane = 0; lane < width; ++lane) partial[lane] += partial[lane + width];
+    }
+    scores[s] = partial[0] * scale + mask[s];
+    max_score = std::max(max_score, scores[s]);
+  }
+  for (int64_t d = 0; d < Dh; ++d) mixed[d] = 0;
+  float total = 0;
+  for (int64_t s = first; s < S; ++s) {
+    const float p = std::exp(scores[s] - max_score);
+    total += p;
+    const at::BFloat16* value = head.values + s * head.value_stride;
+    for (int64_t d = 0; d < Dh; ++d) mixed[d] += p * float(value[d]);
+  }
+  for (int64_t d = 0; d < Dh; ++d) mixed[d] /= total;
+}
+
 }  // namespace
 
 bool decode_attention_applies(const at::Tensor& q, const at::Tensor& keys) {
@@ -45,32 +90,11 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
       const int64_t b = task / H, h = task % H, kv = h / G;
       const int64_t first = row_starts.empty() ? 0 : row_starts[b];
       for (int64_t d = 0; d < Dh; ++d) query[d] = q_data[b * q.stride(0) + h * q.stride(1) + d * q.stride(3)];
-      const at::BFloat16* k_head = k_data + b * keys.stride(0) + kv * keys.stride(1);
-      const at::BFloat16* v_head = v_data + b * values.stride(0) + kv * values.stride(1);
-      float max_score = -std::numeric_limits<float>::infinity();
-      for (int64_t s = first; s < S; ++s) {
-        const at::BFloat16* key = k_head + s * keys.stride(2);
-        float partial[kLanes] = {};  // independent partial sums: the compiler vectorises them
-        int64_t d = 0;
-        for (; d + kLanes <= Dh; d += kLanes) {
-          for (int64_t lane = 0; lane < kLanes; ++lane) partial[lane] += query[d + lane] * float(key[d + lane]);
-        }
-        for (; d < Dh; ++d) partial[d % kLanes] += query[d] * float(key[d]);
-        float dot = 0;
-        for (float sum : partial) dot += sum;
-        scores[s] = dot * softmax_scale + mask_data[b * S + s];
-        max_score = std::max(max_score, scores[s]);
-      }
-      std::fill(mixed.begin(), mixed.end(), 0.0f);
-      float total = 0;
-      for (int64_t s = first; s < S; ++s) {
-        const float p = std::exp(scores[s] - max_score);
-        total += p;
-        const at::BFloat16* value = v_head + s * values.stride(2);
-        for (int64_t d = 0; d < Dh; ++d) mixed[d] += p * float(value[d]);
-      }
+      HeadView head{k_data + b * keys.stride(0) + kv * keys.stride(1), keys.stride(2),
+                    v_data + b * values.stride(0) + kv * values.stride(1), values.stride(2), Dh};
+      attend(head, query.data(), mask_data + b * S, first, S, softmax_scale, scores.data(), mixed.data());
       at::BFloat16* result = out_data + b * H * Dh + h * Dh;
-      for (int64_t d = 0; d < Dh; ++d) result[d] = at::BFloat16(mixed[d] / total);
+      for (int64_t d = 0; d < Dh; ++d) result[d] = at::BFloat16(mixed[d]);
     }
   });
   return out;

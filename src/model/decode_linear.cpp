@@ -25,9 +25,13 @@ namespace remora {
 namespace {
 
 // Weight bytes x rows of x per task: a parallel region's wake-up and barrier cost more than one core
-// streaming a smaller matrix (measured on the 2-core machine: a 512 x 512 step on one core 15 µs).
+// streaming a smaller matrix (measured on the 2-core machine: a 512 x 512 step on one core 15-30 µs).
 constexpr int64_t kBytesPerTask = int64_t{1} << 20;
 constexpr int64_t kPad = 32;  // x rows are padded with zeros to whole vectors of the widest version
+// With two rows of x and more, each step of the weight stream waits on its load (perf: half the
+// tile's samples); asking for the line 512 bytes ahead took 8 rows from ~5.6 to ~7.5 GB/s. One row
+// alone is faster without it (the hardware prefetcher keeps up).
+constexpr int64_t kPrefetchElements = 256;
 
 // One tile: sums[r] = x[r] . w for one weight row and R rows of x (stride `padded`, zero past `in`).
 // One weight row at a time, so the weight is read as a single sequential stream: reading 2-4 rows side
@@ -62,6 +66,7 @@ struct Avx512Bf16 {
     __m512 acc[] = {((void)R, _mm512_setzero_ps())...};
     int64_t i = 0;
     for (; i + 32 <= in; i += 32) {  // masked loads only for the tail: they are slower (Zen 4)
+      if (sizeof...(R) >= 2) _mm_prefetch(reinterpret_cast<const char*>(w + i + kPrefetchElements), _MM_HINT_T0);
       const __m512bh weights = (__m512bh)_mm512_loadu_si512(w + i);
       ((acc[R] = _mm512_dpbf16_ps(acc[R], (__m512bh)_mm512_loadu_si512(x + R * padded + i), weights)), ...);
     }
