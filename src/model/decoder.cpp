@@ -87,13 +87,14 @@ at::Tensor Attention::forward(const at::Tensor& x, ForwardContext& context) {
     k = keys.narrow(2, 0, context.past + T);
     v = values.narrow(2, 0, context.past + T);
   }
-  // As transformers' eager attention: scale and mask in the model dtype, softmax computed in fp32.
   const at::Tensor& bias = context.attention_bias.at(window_);
   const KVCache* cache = context.cache;
+  // bf16 decode steps on the CPU: one kernel call, every row over its own columns, in fp32 throughout.
   if (cache && T == 1 && decode_attention_applies(q, k)) {
     const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
     return o_proj->forward(decode_attention(q, k, v, bias, cache->row_starts, scale));
   }
+  // Otherwise as transformers' eager attention: scale and mask in the model dtype, softmax in fp32.
   // Without a cache (training, scoring) queries go a block at a time, over the keys they can see.
   if (!cache) return o_proj->forward(blocked_causal_attention(q, k, v, bias, window_));
   if (cache->row_starts.empty()) return o_proj->forward(mix_values(attention_scores(q, k, bias), v));
