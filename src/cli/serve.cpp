@@ -111,8 +111,9 @@ void add_serve_command(CLI::App& app) {
   command->add_option("--max-queue", options->engine.max_queue, "requests waiting for the batch beyond which new ones get 429")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20))->capture_default_str();
   command->add_flag("--padded-attention", [options](int64_t) { options->engine.exact_batching = false; },
-                    "one attention over the batch's padded cache instead of row by row: faster with many rows, but a "
-                    "row's bf16 rounding (and so, rarely, a token) then depends on its neighbours' lengths");
+                    "one attention over the batch's padded cache instead of row by row (fp32, GPU; bf16 decode on the "
+                    "CPU gives the same bits either way): faster with many rows, but a row's rounding (and so, "
+                    "rarely, a token) then depends on its neighbours' lengths");
   command->add_option("--max-body-bytes", options->server.max_body_bytes, "larger request bodies get 413")
       ->check(CLI::Range(size_t{1024}, size_t{1} << 30))->capture_default_str();
   command->add_option("--http-threads", options->server.http_threads, "connections served at once")
