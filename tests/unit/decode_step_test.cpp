@@ -1,5 +1,6 @@
 // The kernels of one-position decode steps: the projection in every instruction-set version this CPU
-// runs, the RMSNorm and the attention over the cache, against fp64 references; a row's bits independent
+// runs, the RMSNorm and the attention over the cache, against fp64 references; RoPE's one-step form
+// against the eager formula bit for bit; a row's bits independent
 // of the rows beside it; which steps use them; and the weights' huge-page placement.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -11,6 +12,7 @@
 #include "model/decode_attention.h"
 #include "model/decode_linear.h"
 #include "model/decode_rms_norm.h"
+#include "model/rope.h"
 #include "model/weight_pages.h"
 
 namespace remora {
@@ -178,6 +180,21 @@ TEST(DecodeAttention, AppliesOnlyToOnePositionBf16StepsWithoutGradient) {
   EXPECT_FALSE(decode_attention_applies(at::cat({c.q, c.q}, 2), c.keys));  // two positions: prefill
   EXPECT_FALSE(decode_attention_applies(c.q.to(at::kFloat), c.keys.to(at::kFloat)));
   EXPECT_FALSE(decode_attention_applies(c.q.clone().requires_grad_(true), c.keys));
+}
+
+TEST(DecodeRope, OneBf16StepHasTheEagerFormulasBits) {
+  at::manual_seed(3);
+  for (int64_t Dh : {64, 6}) {
+    // q as the decoder passes it: [B, 1, H, Dh] viewed as [B, H, 1, Dh]; tables [B, 1, Dh] in bf16.
+    at::Tensor x = (at::randn({3, 1, 5, Dh}) * 4).to(at::kBFloat16).transpose(1, 2);
+    at::Tensor cos = at::randn({3, 1, Dh}).to(at::kBFloat16), sin = at::randn({3, 1, Dh}).to(at::kBFloat16);
+    at::Tensor rotated = at::cat({-x.narrow(-1, Dh / 2, Dh / 2), x.narrow(-1, 0, Dh / 2)}, -1);
+    at::Tensor eager = x * cos.unsqueeze(1) + rotated * sin.unsqueeze(1);  // transformers' apply_rotary_pos_emb
+    at::Tensor step = apply_rope(x, cos, sin);
+    ASSERT_EQ(step.sizes(), eager.sizes());
+    EXPECT_TRUE(at::equal(step, eager)) << "Dh " << Dh << ": worst difference "
+                                        << (step.to(at::kFloat) - eager.to(at::kFloat)).abs().max().item<float>();
+  }
 }
 
 TEST(WeightPages, TensorsMoveIntoOneBufferStartingOnAHugePageAndStayIndependent) {
