@@ -14,7 +14,9 @@ void place_in_huge_pages(const std::vector<at::Tensor>& tensors) {
   if (!options.device().is_cpu()) return;
   constexpr int64_t kHugePage = int64_t{2} << 20, kAlign = 64;  // a cache line
   const int64_t element = static_cast<int64_t>(tensors.front().element_size());
-  const auto placed = [&](const at::Tensor& t) { return t.defined() && t.options().dtype() == options.dtype() && t.device().is_cpu(); };
+  const auto placed = [&](const at::Tensor& t) {
+    return t.defined() && t.options().dtype() == options.dtype() && t.device().is_cpu();
+  };
   std::vector<int64_t> offsets;  // in elements, each tensor starting on a cache line
   int64_t end = 0;
   for (const at::Tensor& t : tensors) {
