@@ -64,8 +64,10 @@ TEST_F(LoaderTest, Bfloat16LoadRoundsTheFloat32Weights) {
   auto model = random_model(toy_config("llama"));
   save_hf_checkpoint(*model, dir_.string());
   auto loaded = load_causal_lm(dir_.string(), at::kBFloat16);
-  const at::Tensor& original = model->named_parameters()["model.layers.1.mlp.up_proj.weight"];
-  const at::Tensor& converted = loaded->named_parameters()["model.layers.1.mlp.up_proj.weight"];
+  // Copies, not references: named_parameters() returns a temporary dictionary (a reference into it
+  // dangled, which made this test fail now and then).
+  const at::Tensor original = model->named_parameters()["model.layers.1.mlp.up_proj.weight"];
+  const at::Tensor converted = loaded->named_parameters()["model.layers.1.mlp.up_proj.weight"];
   EXPECT_EQ(converted.scalar_type(), at::kBFloat16);
   EXPECT_TRUE(at::equal(converted, original.to(at::kBFloat16)));
 }
