@@ -145,15 +145,18 @@ TEST(DecodeAttention, MatchesAnFp64ReferenceWithGroupedHeadsAndAMask) {
     at::Tensor y = decode_attention(c.q, c.keys, c.values, c.bias, {}, scale);
     ASSERT_EQ(y.sizes(), at::IntArrayRef({3, 1, 8 * Dh}));
     // The same attention in fp64 with the KV heads repeated for their 4 query heads each.
-    at::Tensor k64 = c.keys.to(at::kDouble).repeat_interleave(4, 1), v64 = c.values.to(at::kDouble).repeat_interleave(4, 1);
-    at::Tensor scores = at::matmul(c.q.to(at::kDouble), k64.transpose(-1, -2)) * scale + c.bias.to(at::kDouble).squeeze(1);
+    at::Tensor k64 = c.keys.to(at::kDouble).repeat_interleave(4, 1);
+    at::Tensor v64 = c.values.to(at::kDouble).repeat_interleave(4, 1);
+    at::Tensor scores =
+        at::matmul(c.q.to(at::kDouble), k64.transpose(-1, -2)) * scale + c.bias.to(at::kDouble).squeeze(1);
     at::Tensor probs = at::softmax(scores, -1);
     at::Tensor exact = at::matmul(probs, v64).transpose(1, 2).reshape({3, 1, 8 * Dh});
     at::Tensor magnitude = at::matmul(probs, v64.abs()).transpose(1, 2).reshape({3, 1, 8 * Dh});
     // One bf16 rounding (2^-9 relative) plus fp32 error in the scores, exponentials and sums.
     at::Tensor allowed = exact.abs() * std::ldexp(1.0, -8) + magnitude * 1e-4 + 1e-30;
     at::Tensor error = (y.to(at::kDouble) - exact).abs();
-    EXPECT_TRUE((error <= allowed).all().item<bool>()) << "Dh " << Dh << ": worst excess " << (error - allowed).max().item<double>();
+    EXPECT_TRUE((error <= allowed).all().item<bool>())
+        << "Dh " << Dh << ": worst excess " << (error - allowed).max().item<double>();
   }
 }
 
@@ -161,7 +164,8 @@ TEST(DecodeAttention, RowsReadOnlyTheirOwnPositionsAndNeverDependOnTheRowsBeside
   AttentionCase c = attention_case(4, 4, 4, 23, 64, 7);
   const std::vector<int64_t> starts = {0, 5, 22, 9};  // row 2 sees only its own new position
   at::Tensor shown = c.bias.clone();
-  for (int64_t b = 0; b < 4; ++b) shown[b].narrow(-1, 0, starts[b]).fill_(-1e30);  // the columns before the start are padding
+  // The columns before a row's start are its padding.
+  for (int64_t b = 0; b < 4; ++b) shown[b].narrow(-1, 0, starts[b]).fill_(-1e30);
   at::Tensor together = decode_attention(c.q, c.keys, c.values, shown, starts, 0.125);
   // Hidden positions weigh exactly zero, so skipping them changes no bit.
   EXPECT_TRUE(at::equal(together, decode_attention(c.q, c.keys, c.values, shown, {}, 0.125)));
@@ -212,7 +216,9 @@ TEST(WeightPages, TensorsMoveIntoOneBufferStartingOnAHugePageAndStayIndependent)
   EXPECT_EQ(tensors[0].sizes(), at::IntArrayRef({300, 7}));
   EXPECT_EQ(tensors[3].sizes(), at::IntArrayRef({1024, 1024}));
   for (size_t i : {0, 1, 3}) tensors[i].fill_(static_cast<double>(i + 1));
-  for (size_t i : {0, 1, 3}) EXPECT_TRUE((tensors[i] == static_cast<double>(i + 1)).all().item<bool>()) << "tensor " << i;
+  for (size_t i : {0, 1, 3}) {
+    EXPECT_TRUE((tensors[i] == static_cast<double>(i + 1)).all().item<bool>()) << "tensor " << i;
+  }
 }
 
 }  // namespace
