@@ -28,8 +28,9 @@ struct HeadView {
 // though the versions with FMA fuse some products and sums, so their bits can differ from the
 // baseline's (never from one row to another on one machine).
 __attribute__((target_clones("avx512f", "avx2", "default"))) void attend(const HeadView& head, const float* query,
-                                                                          const float* mask, int64_t first, int64_t S,
-                                                                          float scale, float* scores, float* mixed) {
+                                                                          const at::BFloat16* mask, int64_t first,
+                                                                          int64_t S, float scale, float* scores,
+                                                                          float* mixed) {
   const int64_t Dh = head.dim;
   float max_score = -std::numeric_limits<float>::infinity();
   for (int64_t s = first; s < S; ++s) {
@@ -43,7 +44,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void attend(const H
     for (int64_t width = kLanes / 2; width > 0; width /= 2) {  // a pairwise tree, not a chain of 16 adds
       for (int64_t lane = 0; lane < width; ++lane) partial[lane] += partial[lane + width];
     }
-    scores[s] = partial[0] * scale + mask[s];
+    scores[s] = partial[0] * scale + float(mask[s]);
     max_score = std::max(max_score, scores[s]);
   }
   for (int64_t d = 0; d < Dh; ++d) mixed[d] = 0;
@@ -70,16 +71,17 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
   const int64_t B = q.size(0), H = q.size(1), Dh = q.size(3), Hkv = keys.size(1), S = keys.size(2);
   TORCH_CHECK(decode_attention_applies(q, keys) && values.sizes() == keys.sizes() && values.stride(3) == 1 &&
                   values.scalar_type() == at::kBFloat16 && keys.size(0) == B && keys.size(3) == Dh && H % Hkv == 0 &&
-                  bias.numel() == B * S && (row_starts.empty() || static_cast<int64_t>(row_starts.size()) == B),
-              "decode_attention: expected q [B, H, 1, Dh], keys and values [B, Hkv, S, Dh], bias [B, 1, 1, 1, S]");
+                  bias.numel() == B * S && bias.scalar_type() == at::kBFloat16 &&
+                  (row_starts.empty() || static_cast<int64_t>(row_starts.size()) == B),
+              "decode_attention: expected bf16 q [B, H, 1, Dh], keys and values [B, Hkv, S, Dh], bias [B, 1, 1, 1, S]");
   RECORD_FUNCTION("remora::decode_attention", std::vector<c10::IValue>({q, keys}));  // named in profiles
   const int64_t G = H / Hkv;
-  const at::Tensor mask = bias.reshape({B, S}).to(at::kFloat).contiguous();
+  const at::Tensor mask = bias.contiguous();  // [B, 1, 1, 1, S]: row b's S columns at b * S
   at::Tensor out = at::empty({B, 1, H * Dh}, q.options());
   const auto* q_data = q.data_ptr<at::BFloat16>();
   const auto* k_data = keys.data_ptr<at::BFloat16>();
   const auto* v_data = values.data_ptr<at::BFloat16>();
-  const float* mask_data = mask.data_ptr<float>();
+  const auto* mask_data = mask.data_ptr<at::BFloat16>();
   auto* out_data = out.data_ptr<at::BFloat16>();
   const float softmax_scale = static_cast<float>(scale);
   // One task per (row, query head). A parallel region only past ~2 M multiply-adds per thread: under

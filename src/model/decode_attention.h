@@ -15,7 +15,7 @@ bool decode_attention_applies(const at::Tensor& q, const at::Tensor& keys);
 
 // softmax(scale q k^T + bias) v for each query head over its KV head's positions (grouped-query:
 // head h reads KV head h / (H / Hkv)), returned as [B, 1, H * Dh]. keys and values [B, Hkv, S, Dh]
-// (views of the cache), bias [B, 1, 1, 1, S] (the additive mask: 0 visible, very negative hidden).
+// (views of the cache), bias [B, 1, 1, 1, S] bf16 (the additive mask: 0 visible, very negative hidden).
 // Scores, softmax and the weighted sum of values stay in fp32 and the result is rounded to bf16 once
 // (the eager path rounds the scores and the probabilities to bf16 as well). Each row reads only its
 // own positions from row_starts[b] on (all of them when row_starts is empty), so a row's bits never
