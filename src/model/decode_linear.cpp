@@ -30,7 +30,8 @@ constexpr int64_t kBytesPerTask = int64_t{1} << 20;
 constexpr int64_t kPad = 32;  // x rows are padded with zeros to whole vectors of the widest version
 // With two rows of x and more, each step of the weight stream waits on its load (perf: half the
 // tile's samples); asking for the line 512 bytes ahead took 8 rows from ~5.6 to ~7.5 GB/s. One row
-// alone is faster without it (the hardware prefetcher keeps up).
+// alone is faster without it (the hardware prefetcher keeps up). Only the BF16 version was measured,
+// so only it prefetches.
 constexpr int64_t kPrefetchElements = 256;
 
 // One tile: sums[r] = x[r] . w for one weight row and R rows of x (stride `padded`, zero past `in`).

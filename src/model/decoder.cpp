@@ -90,7 +90,7 @@ at::Tensor Attention::forward(const at::Tensor& x, ForwardContext& context) {
   const at::Tensor& bias = context.attention_bias.at(window_);
   const KVCache* cache = context.cache;
   // bf16 decode steps on the CPU: one kernel call, every row over its own columns, in fp32 throughout.
-  if (cache && T == 1 && decode_attention_applies(q, k)) {
+  if (cache && decode_attention_applies(q, k)) {  // q [B, H, 1, Dh]: one position
     const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
     return o_proj->forward(decode_attention(q, k, v, bias, cache->row_starts, scale));
   }
