@@ -76,10 +76,10 @@ checkpointing() {
   run "top-k (MixLoRA)" topk first 1 "$steps"
   run "SMoRA" smora first 1 "$steps"
   run "ReMix, M 4, second shape" remix second 4 3
-  # The reference again with the heap settings remora makes itself (src/core/heap.h): what the
-  # allocator alone is worth, so that the table does not credit it to anything else.
-  run "ReMix, M 4: the reference with remora's heap settings" remix first 4 "$steps" \
-    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073741824
+  # The reference again with the allocator remora links and its settings (src/cli/allocator.cpp):
+  # what the allocator alone is worth, so that the table does not credit it to anything else.
+  run "ReMix, M 4: the reference with remora's allocator" remix first 4 "$steps" \
+    "LD_PRELOAD=$(/sbin/ldconfig -p | awk '/libjemalloc.so.2 .*x86-64/ {print $NF; exit}') MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1"
 } > "$work/results.jsonl"
 
 # Decode: batch 1 and 8 after a 16-token prompt, 32 new tokens, on the small and base presets.
@@ -114,10 +114,10 @@ for label, r in rows.items():
         print(f"| {label} | {mine['train_tokens_per_second']:.0f} | | | {100 * mine['train_gemm_fraction']:.0f}% "
               f"| {mine['peak_resident_mib']:.0f} | | |")
         continue
-    if "remora" not in r:  # the reference alone (heap settings row)
+    if "remora" not in r:  # the reference alone (allocator row), against remora's row of the same step
         base = rows["ReMix, M 4"]["remora"]
         print(f"| {label} | | {ref['input_tokens_per_second']:.0f} | {base['train_tokens_per_second'] / ref['input_tokens_per_second']:.2f}x "
-              f"| | | {ref['peak_resident_mib']:.0f} | |")
+              f"| | | {ref['peak_resident_mib']:.0f} | {base['peak_resident_mib'] / ref['peak_resident_mib']:.2f} |")
         continue
     mine = r["remora"]
     print(f"| {label} | {mine['train_tokens_per_second']:.0f} | {ref['input_tokens_per_second']:.0f} "

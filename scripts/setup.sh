@@ -11,7 +11,7 @@ packages=(
   libpcre2-dev libicu-dev xz-utils python3-jinja2
   chromium fonts-dejavu-core fonts-liberation python3-pil
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
-  libcpp-httplib-dev
+  libcpp-httplib-dev libjemalloc-dev
 )
 
 missing=()

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cli/allocator.h"
 #include "cli/common.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -239,7 +240,8 @@ void bench_training(const BenchOptions& options, double bf16, double fp32, nlohm
 }
 
 void run_bench(const BenchOptions& options) {
-  nlohmann::json result = {{"threads", at::get_num_threads()}, {"gemm_size", options.gemm_size}};
+  nlohmann::json result = {
+      {"threads", at::get_num_threads()}, {"gemm_size", options.gemm_size}, {"allocator", allocator_description()}};
   const double bf16 = gemm_flops_per_second(options.gemm_size, at::kBFloat16, options.min_seconds);
   const double fp32 = gemm_flops_per_second(options.gemm_size, at::kFloat, options.min_seconds);
   result["gemm_bf16_gflops"] = bf16 / 1e9;

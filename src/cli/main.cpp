@@ -8,7 +8,6 @@
 
 #include "cli/common.h"
 #include "core/error.h"
-#include "core/heap.h"
 #include "core/resources.h"
 #include "train/distributed.h"
 
@@ -31,7 +30,6 @@ std::string verb_of(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  remora::keep_freed_memory_for_reuse();
   CLI::App app{"remora: fine-tune LLMs with LoRA and Mixtures of LoRAs (ReMix, SMoRA)", "remora"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "remora 0.1.0");

@@ -7,20 +7,38 @@
 
 namespace remora {
 
-// 4 MiB of fp32 logits a chunk: the chunk's bf16 logits, fp32 logits, log-probabilities and gradient
-// are all alive at once (12 bytes per logit), and at 16 MiB they were the training step's peak.
+// 4 MiB of fp32 logits a chunk: each logit needs 6 bytes while its chunk is worked on (the logits in
+// the head's dtype and an fp32 copy worked in place), and the step's activations are all alive then.
 int64_t lm_head_chunk_rows(int64_t vocab) { return std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(vocab, 1)); }
 
 namespace {
 
-// log_softmax of one chunk's logits, computed as CausalLM::logits does: GEMM in the head's dtype.
-at::Tensor chunk_log_softmax(const at::Tensor& hidden, const at::Tensor& head) {
-  return at::log_softmax(at::linear(hidden.to(head.scalar_type()), head).to(at::kFloat), -1);
-}
-
-// softmax - onehot(target), the gradient of each row's cross-entropy with respect to its logits.
-at::Tensor logit_gradient(at::Tensor log_probs, const at::Tensor& targets) {
-  return log_probs.exp_().scatter_add_(1, targets.unsqueeze(1), at::full({targets.size(0), 1}, -1.0f, log_probs.options()));
+// One chunk through the head, as CausalLM::logits computes it (the GEMM in the head's dtype, the
+// softmax in fp32): each row's loss -log p(target) [rows] fp32, each row's argmax when asked, and
+// when asked the loss's gradient in the logits, softmax - onehot(target), times `gradient_scale` [rows]
+// when that is given, rounded to the head's dtype. The fp32 copy of the logits is the only other
+// buffer of their size: exp, the sum and the division work in place, where log_softmax, exp and the
+// cast each made a new one (12 bytes a bf16 logit, now 6).
+struct ChunkLoss {
+  at::Tensor loss, argmax, logit_gradient;
+};
+ChunkLoss chunk_loss(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& targets, bool argmax,
+                     bool gradient, const at::Tensor& gradient_scale = {}) {
+  ChunkLoss out;
+  at::Tensor logits = at::linear(hidden.to(head.scalar_type()), head);
+  if (argmax) out.argmax = logits.argmax(-1);
+  at::Tensor work = logits.to(at::kFloat);  // the logits themselves when the head is fp32
+  const at::Tensor index = targets.unsqueeze(1);
+  const at::Tensor max = work.amax(-1, true);
+  const at::Tensor target_logit = work.gather(1, index).sub_(max);
+  const at::Tensor sum = work.sub_(max).exp_().sum(-1, true);  // work: exp(x - max)
+  out.loss = sum.log().sub_(target_logit).squeeze(1);           // log sum exp(x - max) - (x_t - max)
+  if (gradient) {
+    work.div_(sum).scatter_add_(1, index, at::full({index.size(0), 1}, -1.0f, work.options()));
+    if (gradient_scale.defined()) work.mul_(gradient_scale.unsqueeze(1));
+    out.logit_gradient = work.is_same(logits) ? work : logits.copy_(work);
+  }
+  return out;
 }
 
 using torch::autograd::AutogradContext;
@@ -39,12 +57,9 @@ struct TokenCrossEntropy : torch::autograd::Function<TokenCrossEntropy> {
     for (int64_t start = 0; start < N; start += chunk) {
       const int64_t rows = std::min(chunk, N - start);
       const at::Tensor chunk_targets = targets.narrow(0, start, rows);
-      at::Tensor log_probs = chunk_log_softmax(hidden.narrow(0, start, rows), head);
-      loss.narrow(0, start, rows).copy_(log_probs.gather(1, chunk_targets.unsqueeze(1)).squeeze(1).neg());
-      if (hidden_gradient.defined()) {
-        at::Tensor d_logits = logit_gradient(std::move(log_probs), chunk_targets).to(head.scalar_type());
-        hidden_gradient.narrow(0, start, rows).copy_(at::matmul(d_logits, head));
-      }
+      ChunkLoss chunk = chunk_loss(hidden.narrow(0, start, rows), head, chunk_targets, false, hidden_gradient.defined());
+      loss.narrow(0, start, rows).copy_(chunk.loss);
+      if (hidden_gradient.defined()) hidden_gradient.narrow(0, start, rows).copy_(at::matmul(chunk.logit_gradient, head));
     }
     if (hidden_gradient.defined()) {
       ctx->save_for_backward({hidden_gradient});
@@ -69,9 +84,8 @@ struct TokenCrossEntropy : torch::autograd::Function<TokenCrossEntropy> {
     for (int64_t start = 0; start < N; start += chunk) {
       const int64_t rows = std::min(chunk, N - start);
       const at::Tensor h = hidden.narrow(0, start, rows).to(head.scalar_type());
-      at::Tensor d_logits = logit_gradient(chunk_log_softmax(h, head), targets.narrow(0, start, rows))
-                                .mul_(scale.narrow(0, start, rows).unsqueeze(1))
-                                .to(head.scalar_type());
+      const at::Tensor d_logits =
+          chunk_loss(h, head, targets.narrow(0, start, rows), false, true, scale.narrow(0, start, rows)).logit_gradient;
       if (hidden_grad) d_hidden.narrow(0, start, rows).copy_(at::matmul(d_logits, head));
       if (head_grad) d_head.add_(at::matmul(d_logits.t(), h));
     }
@@ -94,9 +108,9 @@ std::pair<at::Tensor, at::Tensor> target_log_probs(const at::Tensor& hidden, con
   for (int64_t start = 0; start < N; start += chunk) {
     const int64_t rows = std::min(chunk, N - start);
     const at::Tensor chunk_targets = targets.narrow(0, start, rows);
-    at::Tensor log_probs = chunk_log_softmax(hidden.narrow(0, start, rows), head);
-    log_prob.narrow(0, start, rows).copy_(log_probs.gather(1, chunk_targets.unsqueeze(1)).squeeze(1));
-    greedy.narrow(0, start, rows).copy_(log_probs.argmax(-1) == chunk_targets);
+    ChunkLoss chunk = chunk_loss(hidden.narrow(0, start, rows), head, chunk_targets, true, false);
+    log_prob.narrow(0, start, rows).copy_(chunk.loss.neg());
+    greedy.narrow(0, start, rows).copy_(chunk.argmax == chunk_targets);
   }
   return {log_prob, greedy};
 }
