@@ -13,6 +13,7 @@
 #include "model/decode_rms_norm.h"
 #include "model/rms_norm_autograd.h"
 #include "model/rope.h"
+#include "model/swiglu.h"
 
 namespace remora {
 
@@ -139,7 +140,7 @@ MLP::MLP(const ModelConfig& config, const at::TensorOptions& options) {
 
 at::Tensor MLP::forward(const at::Tensor& x, const ForwardContext& context) {
   if (input_hook) input_hook(x, context);
-  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  return down_proj->forward(swiglu(gate_proj->forward(x), up_proj->forward(x)));
 }
 
 DecoderLayer::DecoderLayer(const ModelConfig& config, int64_t layer, const at::TensorOptions& options) {
