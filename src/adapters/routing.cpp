@@ -87,10 +87,22 @@ void Router::initialize(double init_std, at::Generator& generator) {
 void RoutingCapture::add(const std::string& site, const Gate& gate, const at::Tensor& valid) {
   at::NoGradGuard no_grad;
   Record& record = sites[site];
-  record.weights.push_back(gate.weights.detach().index({valid}).to(at::kCPU));
-  if (gate.probs.defined()) record.probs.push_back(gate.probs.detach().index({valid}).to(at::kCPU));
+  record.experts = gate.weights.size(-1);
+  const at::Tensor weights = gate.weights.detach().index({valid});
   if (gate.selected.defined()) {
-    record.selected.push_back(gate.selected.index({valid}).to(at::kCPU));
+    const at::Tensor selected = gate.selected.index({valid});
+    record.weights.push_back(weights.gather(-1, selected).to(at::kCPU));
+    record.selected.push_back(selected.to(at::kCPU, at::kInt));
+  } else {
+    record.weights.push_back(weights.to(at::kCPU));
+  }
+  if (gate.probs.defined()) {
+    const at::Tensor probs = gate.probs.detach().index({valid}).to(at::kCPU);
+    // As a distribution: SMoRA's sigmoid scores do not sum to 1 (softmax routers' do already).
+    at::Tensor p = probs.to(at::kDouble);
+    p = p / p.sum(-1, true).clamp_min(1e-30);
+    record.entropy.push_back(-(p * p.clamp_min(1e-30).log()).sum(-1));
+    if (keep_probs) record.probs.push_back(probs.to(at::kFloat));
   }
 }
 

@@ -21,14 +21,20 @@ struct Gate {
   at::Tensor selected;  // [N, k] int64, active experts in selection order (undefined: dense)
 };
 
-// Per-site record of routing decisions, for ESS, load and subset statistics (spec section 4).
+// Per-site record of routing decisions, for ESS, load and subset statistics (spec section 4). Only
+// what the statistics read is kept: a router with selections keeps its k weights, not n, and a
+// distribution's entropy, not the distribution (SMoRA's 64 ranks on a 7B model's 224 projections
+// over 16K tokens would otherwise be ~2 GB at a log step).
 struct RoutingCapture {
   struct Record {
-    std::vector<at::Tensor> weights;   // each [N_valid, n] fp32 CPU
-    std::vector<at::Tensor> selected;  // each [N_valid, k] int64 CPU (empty for dense routers)
-    std::vector<at::Tensor> probs;     // each [N_valid, n] fp32 CPU: the router's distribution
+    int64_t experts = 0;               // n
+    std::vector<at::Tensor> weights;   // each [N_valid, n] fp32 CPU; with selections [N_valid, k], in their order
+    std::vector<at::Tensor> selected;  // each [N_valid, k] int32 CPU (empty for dense routers)
+    std::vector<at::Tensor> entropy;   // each [N_valid] fp64 CPU: of the router's scores normalised to sum 1 (nats)
+    std::vector<at::Tensor> probs;     // each [N_valid, n] fp32 CPU: the router's distribution, only with keep_probs
   };
   std::map<std::string, Record> sites;  // keyed by router path, e.g. "model.layers.3.mlp.router"
+  bool keep_probs = false;              // also keep every distribution whole (n floats an item)
 
   void add(const std::string& site, const Gate& gate, const at::Tensor& valid);
 };

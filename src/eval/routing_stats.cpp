@@ -36,19 +36,20 @@ std::vector<SiteRoutingStats> routing_stats(const RoutingCapture& capture) {
   // different numbers of experts (layer_num_experts) line up in a heatmap.
   int64_t most_experts = 2;
   for (const auto& [site, record] : capture.sites) {
-    if (!record.weights.empty()) most_experts = std::max(most_experts, record.weights.front().size(1));
+    if (!record.weights.empty()) most_experts = std::max(most_experts, record.experts);
   }
   const int64_t ess_bins = std::clamp<int64_t>(4 * (most_experts - 1), 4, 40);
   std::vector<SiteRoutingStats> out;
   for (const auto& [site, record] : capture.sites) {
     if (record.weights.empty()) continue;
-    at::Tensor weights = at::cat(record.weights).abs();  // [N, n]
+    at::Tensor weights = at::cat(record.weights).abs();  // [N, n], or [N, k] the selected experts'
+    // (the others weigh zero, which adds nothing to ESS's sums and cannot be the largest)
     SiteRoutingStats stats;
     stats.site = site;
     stats.layer = layer_of(site);
     stats.tokens = weights.size(0);
     if (stats.tokens == 0) continue;
-    stats.num_experts = weights.size(1);
+    stats.num_experts = record.experts;
     stats.active_experts = record.selected.empty() ? stats.num_experts : record.selected.front().size(1);
     at::Tensor total = weights.sum(-1);
     at::Tensor ess = total.pow(2) / weights.pow(2).sum(-1).clamp_min(1e-30);
@@ -59,21 +60,16 @@ std::vector<SiteRoutingStats> routing_stats(const RoutingCapture& capture) {
     at::Tensor top = std::get<0>(weights.max(-1)) / total.clamp_min(1e-30);
     stats.mean_top_weight = top.mean().item<double>();
     stats.top_weight_histogram = histogram(top, 0.0, 1.0, 20);
-    if (!record.probs.empty()) {
-      // As a distribution: SMoRA's sigmoid scores do not sum to 1 (softmax routers' do already).
-      at::Tensor probs = at::cat(record.probs).to(at::kDouble);
-      probs = probs / probs.sum(-1, true).clamp_min(1e-30);
-      stats.entropy = (-(probs * probs.clamp_min(1e-30).log()).sum(-1)).mean().item<double>();
-    }
+    if (!record.entropy.empty()) stats.entropy = at::cat(record.entropy).mean().item<double>();
     // Selected experts count whatever their weight; dense routers report their mean weight share.
     at::Tensor load = record.selected.empty()
                           ? (weights / total.unsqueeze(-1).clamp_min(1e-30)).mean(0)
-                          : at::bincount(at::cat(record.selected).flatten(), {}, stats.num_experts).to(at::kDouble) /
+                          : at::bincount(at::cat(record.selected).flatten().to(at::kLong), {}, stats.num_experts).to(at::kDouble) /
                                 static_cast<double>(stats.tokens);
     load = load.to(at::kDouble).contiguous();
     stats.load.assign(load.data_ptr<double>(), load.data_ptr<double>() + load.numel());
     if (!record.selected.empty()) {
-      at::Tensor chosen = std::get<0>(at::cat(record.selected).sort(-1)).contiguous();
+      at::Tensor chosen = std::get<0>(at::cat(record.selected).to(at::kLong).sort(-1)).contiguous();
       std::set<std::vector<int64_t>> subsets;
       const int64_t* data = chosen.data_ptr<int64_t>();
       for (int64_t i = 0; i < chosen.size(0); ++i) {

@@ -148,10 +148,11 @@ TEST(ScoreTargets, IdsOutsideTheVocabularyAreAnErrorNotACrash) {
 
 TEST(RoutingStats, HandMadeGatesGiveKnownEssLoadAndHistograms) {
   RoutingCapture capture;
-  auto& record = capture.sites["model.layers.10.mlp.router"];
   // ESS: one-hot 1, two equal 2, four equal 4; the largest weight's share 1, 0.5, 0.25.
-  record.weights.push_back(at::tensor({1.f, 0.f, 0.f, 0.f, 0.5f, 0.5f, 0.f, 0.f, 0.25f, 0.25f, 0.25f, 0.25f}).view({3, 4}));
-  capture.sites["model.layers.2.mlp.router"].weights.push_back(at::tensor({0.f, 3.f, 0.f, 0.f}).view({1, 4}));
+  capture.add("model.layers.10.mlp.router",
+              Gate{at::tensor({1.f, 0.f, 0.f, 0.f, 0.5f, 0.5f, 0.f, 0.f, 0.25f, 0.25f, 0.25f, 0.25f}).view({3, 4})},
+              at::ones({3}, at::kBool));
+  capture.add("model.layers.2.mlp.router", Gate{at::tensor({0.f, 3.f, 0.f, 0.f}).view({1, 4})}, at::ones({1}, at::kBool));
   const auto stats = routing_stats(capture);
   ASSERT_EQ(stats.size(), 2u);
   EXPECT_EQ(stats[0].layer, 2);  // layer order, not string order
@@ -184,16 +185,22 @@ TEST(RoutingStats, HandMadeGatesGiveKnownEssLoadAndHistograms) {
 
 TEST(RoutingStats, SelectedExpertsGiveCountLoadAndDistinctSubsets) {
   RoutingCapture capture;
-  auto& record = capture.sites["model.layers.0.mlp.router"];
+  const std::string site = "model.layers.0.mlp.router";
   const float w = 0.125f;
-  // Three tokens with equal constant weights on their two experts (ESS exactly k = 2) ...
-  record.weights.push_back(at::tensor({w, w, 0.f, 0.f, 0.f, w, w, 0.f, w, w, 0.f, 0.f}).view({3, 4}));
-  record.selected.push_back(at::tensor(std::vector<int64_t>{1, 0, 1, 2, 0, 1}).view({3, 2}));
-  record.probs.push_back(at::full({3, 4}, 0.5f));  // sigmoid-style scores: their entropy is taken normalised
+  // Three tokens with equal constant weights on their two experts (ESS exactly k = 2) and a padding
+  // token between them that is not counted; sigmoid-style scores, whose entropy is taken normalised ...
+  capture.add(site,
+              Gate{at::tensor({w, w, 0.f, 0.f, 9.f, 0.f, 0.f, 0.f, 0.f, w, w, 0.f, w, w, 0.f, 0.f}).view({4, 4}),
+                   at::full({4, 4}, 0.5f), at::tensor(std::vector<int64_t>{1, 0, 0, 1, 1, 2, 0, 1}).view({4, 2})},
+              at::tensor({1, 0, 1, 1}).to(at::kBool));
   // ... and one whose second selected expert's weight underflowed to 0: ESS 1, but both count as load.
-  record.weights.push_back(at::tensor({0.f, 0.f, 0.f, w}).view({1, 4}));
-  record.selected.push_back(at::tensor(std::vector<int64_t>{3, 2}).view({1, 2}));
-  record.probs.push_back(at::full({1, 4}, 0.5f));
+  capture.add(site,
+              Gate{at::tensor({0.f, 0.f, 0.f, w}).view({1, 4}), at::full({1, 4}, 0.5f),
+                   at::tensor(std::vector<int64_t>{3, 2}).view({1, 2})},
+              at::ones({1}, at::kBool));
+  // Only the selected experts' weights are kept, in selection order.
+  EXPECT_TRUE(at::equal(capture.sites.at(site).weights[0], at::tensor({w, w, w, w, w, w}).view({3, 2})));
+  EXPECT_TRUE(at::equal(capture.sites.at(site).weights[1], at::tensor({w, 0.f}).view({1, 2})));
   const auto s = routing_stats(capture).at(0);
   EXPECT_EQ(s.active_experts, 2);
   EXPECT_EQ(s.tokens, 4);
