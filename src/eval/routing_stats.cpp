@@ -62,14 +62,15 @@ std::vector<SiteRoutingStats> routing_stats(const RoutingCapture& capture) {
     stats.top_weight_histogram = histogram(top, 0.0, 1.0, 20);
     if (!record.entropy.empty()) stats.entropy = at::cat(record.entropy).mean().item<double>();
     // Selected experts count whatever their weight; dense routers report their mean weight share.
-    at::Tensor load = record.selected.empty()
+    const at::Tensor selected = record.selected.empty() ? at::Tensor() : at::cat(record.selected).to(at::kLong);
+    at::Tensor load = !selected.defined()
                           ? (weights / total.unsqueeze(-1).clamp_min(1e-30)).mean(0)
-                          : at::bincount(at::cat(record.selected).flatten().to(at::kLong), {}, stats.num_experts).to(at::kDouble) /
+                          : at::bincount(selected.flatten(), {}, stats.num_experts).to(at::kDouble) /
                                 static_cast<double>(stats.tokens);
     load = load.to(at::kDouble).contiguous();
     stats.load.assign(load.data_ptr<double>(), load.data_ptr<double>() + load.numel());
-    if (!record.selected.empty()) {
-      at::Tensor chosen = std::get<0>(at::cat(record.selected).to(at::kLong).sort(-1)).contiguous();
+    if (selected.defined()) {
+      at::Tensor chosen = std::get<0>(selected.sort(-1)).contiguous();
       std::set<std::vector<int64_t>> subsets;
       const int64_t* data = chosen.data_ptr<int64_t>();
       for (int64_t i = 0; i < chosen.size(0); ++i) {
