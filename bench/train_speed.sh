@@ -3,7 +3,7 @@
 # (bench/reference_step.py, Debian's python3-torch on the same LibTorch), side by side in one run:
 # input tokens/s, the fraction of the bf16 GEMM throughput `remora bench` measures, peak resident
 # memory, and ReMix's cost per routed sample at M = 8 against M = 2. Prints a Markdown table.
-#   bash bench/train_speed.sh [build-dir]     (after scripts/setup.sh; ~20 minutes on 2 cores)
+#   bash bench/train_speed.sh [build-dir]     (after scripts/setup.sh; ~14 minutes on 2 cores)
 # THREADS (default 2), STEPS (timed steps at the first shape, default 10).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -3,7 +3,7 @@
 
 #include <jemalloc/jemalloc.h>
 
-#include <cstdint>
+#include <sys/types.h>  // ssize_t, the type of the decay options
 
 // Why jemalloc: with glibc's malloc, the heap a training step leaves behind was 20-100 MiB larger
 // than the step's live tensors (holes between blocks of many sizes freed in a different order than
