@@ -144,16 +144,19 @@ at::Tensor RoutedLoraLinear::update(const at::Tensor& x, at::ScalarType dtype) {
     }
     REMORA_CHECK(gate.size(0) == hidden.size(0), path_, ": gate has ", gate.size(0),
                  " rows for ", hidden.size(0), " tokens");
-    hidden = hidden * expand_gate(gate).to(dtype);
+    // The scale rides on the narrow [N, n r] rows rather than on the [N, d_out] update.
+    hidden = hidden * expand_gate(gate * scale_).to(dtype);
+  } else if (scale_ != 1.0) {
+    hidden = hidden * scale_;
   }
   at::Tensor update;
   if (lora_scaling.defined()) {
     // MultiLoRA: each LoRA's output scaled per channel, then summed: [N, n, d_out] -> [N, d_out].
     at::Tensor per_expert = at::einsum("tkr,okr->tko", {hidden.view({hidden.size(0), spec_.num_experts, spec_.rank}),
                                                         b_cast_.get(lora_B, dtype).view({lora_B.size(0), spec_.num_experts, spec_.rank})});
-    update = (per_expert * scaling_cast_.get(lora_scaling, dtype)).sum(1).mul_(scale_);
+    update = (per_expert * scaling_cast_.get(lora_scaling, dtype)).sum(1);
   } else {
-    update = adapter_linear(hidden, b_cast_.get(lora_B, dtype), decode_step).mul_(scale_);  // [N, d_out]
+    update = adapter_linear(hidden, b_cast_.get(lora_B, dtype), decode_step);  // [N, d_out]
   }
   if (lora_magnitude_vector.defined()) {
     // DoRA as PEFT runs it: (m/||W'|| - 1) W0 x + m/||W'|| scale B A x, x the (dropped-out) adapter input.

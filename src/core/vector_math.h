@@ -1,0 +1,57 @@
+// Scalar bf16 conversions and an fp32 exp written so that compilers vectorise loops over them.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace remora {
+
+inline float bf16_to_float(uint16_t bits) {
+  const uint32_t word = static_cast<uint32_t>(bits) << 16;
+  float value;
+  std::memcpy(&value, &word, sizeof value);
+  return value;
+}
+
+// Round to nearest even, NaN to the quiet NaN: c10::BFloat16's conversion, without its branch.
+inline uint16_t float_to_bf16(float value) {
+  uint32_t word;
+  std::memcpy(&word, &value, sizeof word);
+  const uint32_t rounded = (word + 0x7FFFu + ((word >> 16) & 1u)) >> 16;
+  const uint32_t nan = 0u - static_cast<uint32_t>(value != value);  // all ones for a NaN
+  return static_cast<uint16_t>((rounded & ~nan) | (0x7FC0u & nan));
+}
+
+// fp32 rounded through bf16 and back: where the eager ops round an intermediate to the tensor dtype.
+inline float round_through_bf16(float value) { return bf16_to_float(float_to_bf16(value)); }
+
+// e^x within 2 ulp of fp32 (Cephes' expf polynomial after a two-part ln 2 reduction), overflowing
+// to inf above ~88.7 and going through the subnormals to 0 below ~-103.9 like std::exp; no calls and
+// no branches, so a loop over it vectorises. NaN in, NaN out.
+inline float vector_exp(float x) {
+  const float clamped = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
+  // n = x / ln 2 rounded to nearest: adding and taking away 1.5 2^23 rounds away the fraction
+  // (floorf would not vectorise unless traps are off).
+  constexpr float kRound = 12582912.0f;
+  const float rounded = (clamped * 1.44269504088896341f + kRound) - kRound;
+  const float n = rounded == rounded ? rounded : 0.0f;  // a NaN x stays NaN through r below
+  const float r = clamped - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float mantissa = p * r * r + r + 1.0f;
+  // 2^n as two factors, each a normal float for n in [-150, 129]: 2^n itself may not be.
+  const int32_t whole = static_cast<int32_t>(n);
+  const int32_t half = whole >> 1;
+  const uint32_t first_bits = static_cast<uint32_t>(half + 127) << 23;
+  const uint32_t second_bits = static_cast<uint32_t>(whole - half + 127) << 23;
+  float first, second;
+  std::memcpy(&first, &first_bits, sizeof first);
+  std::memcpy(&second, &second_bits, sizeof second);
+  return mantissa * first * second;
+}
+
+}  // namespace remora
