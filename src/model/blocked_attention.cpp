@@ -1,12 +1,17 @@
 // Query-blocked causal attention: forward block by block, backward recomputing each block's softmax.
 #include "model/blocked_attention.h"
 
+#include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <tuple>
+#include <vector>
 
 #include "core/error.h"
+#include "core/vector_math.h"
 
 namespace remora {
 namespace {
@@ -43,14 +48,133 @@ at::Tensor block_queries(const at::Tensor& grouped_q, const Heads& h, const Quer
   return grouped_q.narrow(3, b.start, b.rows).reshape({h.B, h.kv_heads, h.G * b.rows, h.Dh});
 }
 
-// fp32 softmax(q k^T scale + bias) of one block [B, Hkv, G rows, keys], as the eager path computes it.
-at::Tensor block_probabilities(const at::Tensor& queries, const at::Tensor& k, const at::Tensor& bias,
-                               const Heads& h, const QueryBlock& b) {
-  at::Tensor scores = at::matmul(queries, k.narrow(2, b.key_start, b.keys).transpose(-1, -2))
-                          .view({h.B, h.kv_heads, h.G, b.rows, b.keys});
+// q k^T of one block, [B, Hkv, G rows, keys].
+at::Tensor block_scores(const at::Tensor& queries, const at::Tensor& k, const QueryBlock& b) {
+  return at::matmul(queries, k.narrow(2, b.key_start, b.keys).transpose(-1, -2));
+}
+
+// fp32 softmax(scores scale + bias) of one block [B, Hkv, G rows, keys], as the eager path computes it.
+at::Tensor block_probabilities(const at::Tensor& scores, const at::Tensor& bias, const Heads& h,
+                               const QueryBlock& b) {
   const at::Tensor block_bias = bias.narrow(3, b.start, b.rows).narrow(4, b.key_start, b.keys);
-  return at::softmax(at::add(block_bias, scores, h.scale), -1, at::kFloat)
+  return at::softmax(at::add(block_bias, scores.view({h.B, h.kv_heads, h.G, b.rows, b.keys}), h.scale), -1,
+                     at::kFloat)
       .view({h.B, h.kv_heads, h.G * b.rows, b.keys});
+}
+
+// ---- bf16 on the CPU: the block's softmax (and its backward) in one pass over each row ----
+
+constexpr int64_t kLanes = 16;
+
+// probs = softmax(bf16(bias + scale scores)) of one row in fp32, and its bf16 copy: the eager ops'
+// roundings (the biased scores in bf16), their max / exp(x - max) / times 1 / sum steps, in one pass.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void softmax_row(
+    const uint16_t* scores, const uint16_t* bias, float scale, int64_t keys, float* probs, uint16_t* typed) {
+  float lane_max[kLanes];
+  for (int64_t lane = 0; lane < kLanes; ++lane) lane_max[lane] = -std::numeric_limits<float>::infinity();
+  int64_t j = 0;
+  for (; j + kLanes <= keys; j += kLanes) {
+    for (int64_t lane = 0; lane < kLanes; ++lane) {
+      const float v = round_through_bf16(bf16_to_float(bias[j + lane]) + scale * bf16_to_float(scores[j + lane]));
+      probs[j + lane] = v;
+      lane_max[lane] = v > lane_max[lane] ? v : lane_max[lane];
+    }
+  }
+  for (; j < keys; ++j) {
+    probs[j] = round_through_bf16(bf16_to_float(bias[j]) + scale * bf16_to_float(scores[j]));
+    lane_max[0] = probs[j] > lane_max[0] ? probs[j] : lane_max[0];
+  }
+  float max = lane_max[0];
+  for (int64_t lane = 1; lane < kLanes; ++lane) max = lane_max[lane] > max ? lane_max[lane] : max;
+  float lane_sum[kLanes] = {};
+  for (j = 0; j + kLanes <= keys; j += kLanes) {
+    for (int64_t lane = 0; lane < kLanes; ++lane) {
+      probs[j + lane] = vector_exp(probs[j + lane] - max);
+      lane_sum[lane] += probs[j + lane];
+    }
+  }
+  for (; j < keys; ++j) {
+    probs[j] = vector_exp(probs[j] - max);
+    lane_sum[0] += probs[j];
+  }
+  for (int64_t width = kLanes / 2; width > 0; width /= 2) {
+    for (int64_t lane = 0; lane < width; ++lane) lane_sum[lane] += lane_sum[lane + width];
+  }
+  const float inverse = 1.0f / lane_sum[0];
+  for (j = 0; j < keys; ++j) {
+    probs[j] *= inverse;
+    typed[j] = float_to_bf16(probs[j]);
+  }
+}
+
+// d scores = bf16(probs (d probs - sum(d probs probs)) scale): _softmax_backward_data, then the
+// scale, then the cast, as the eager backward runs them.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void softmax_backward_row(
+    const float* probs, const uint16_t* d_probs, float scale, int64_t keys, uint16_t* d_scores) {
+  float lane_sum[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= keys; j += kLanes) {
+    for (int64_t lane = 0; lane < kLanes; ++lane) lane_sum[lane] += bf16_to_float(d_probs[j + lane]) * probs[j + lane];
+  }
+  for (; j < keys; ++j) lane_sum[0] += bf16_to_float(d_probs[j]) * probs[j];
+  for (int64_t width = kLanes / 2; width > 0; width /= 2) {
+    for (int64_t lane = 0; lane < width; ++lane) lane_sum[lane] += lane_sum[lane + width];
+  }
+  const float dot = lane_sum[0];
+  for (j = 0; j < keys; ++j) d_scores[j] = float_to_bf16(probs[j] * (bf16_to_float(d_probs[j]) - dot) * scale);
+}
+
+// The kernels read contiguous bf16 scores and one [T, T] bias per row of the batch.
+bool fused_softmax_applies(const at::Tensor& scores, const at::Tensor& bias) {
+  return scores.device().is_cpu() && scores.scalar_type() == at::kBFloat16 && scores.is_contiguous() &&
+         bias.scalar_type() == at::kBFloat16 && bias.is_contiguous() && bias.size(0) == scores.size(0) &&
+         bias.numel() == bias.size(0) * bias.size(-1) * bias.size(-1);
+}
+
+const uint16_t* bits(const at::Tensor& t) { return static_cast<const uint16_t*>(t.data_ptr()); }
+uint16_t* mutable_bits(const at::Tensor& t) { return static_cast<uint16_t*>(t.data_ptr()); }
+
+// Runs `row(scores row, bias row, scratch, index)` over the block's rows in parallel; scratch holds
+// `keys` floats per thread.
+template <typename Row>
+void for_each_block_row(const at::Tensor& scores, const at::Tensor& bias, const Heads& h, const QueryBlock& b,
+                        Row row) {
+  const int64_t rows = scores.numel() / b.keys, rows_per_batch = rows / h.B, T = bias.size(-1);
+  const uint16_t* score_bits = bits(scores);
+  const uint16_t* bias_bits = bits(bias);
+  at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / b.keys), [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(b.keys);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t batch = r / rows_per_batch, query = b.start + r % b.rows;
+      row(score_bits + r * b.keys, bias_bits + (batch * T + query) * T + b.key_start, scratch.data(), r);
+    }
+  });
+}
+
+// bf16 probabilities of one block from its bf16 scores [B, Hkv, G rows, keys] (contiguous).
+at::Tensor typed_block_probabilities(const at::Tensor& scores, const at::Tensor& bias, const Heads& h,
+                                     const QueryBlock& b) {
+  at::Tensor typed = at::empty_like(scores);
+  uint16_t* out = mutable_bits(typed);
+  for_each_block_row(scores, bias, h, b, [&](const uint16_t* s, const uint16_t* bias_row, float* probs, int64_t r) {
+    softmax_row(s, bias_row, static_cast<float>(h.scale), b.keys, probs, out + r * b.keys);
+  });
+  return typed;
+}
+
+// The bf16 probabilities (for d v) and the bf16 score gradients of one block, recomputing each row's
+// fp32 softmax next to its backward.
+std::pair<at::Tensor, at::Tensor> typed_block_backward(const at::Tensor& scores, const at::Tensor& bias,
+                                                       const at::Tensor& d_probs, const Heads& h, const QueryBlock& b) {
+  at::Tensor typed = at::empty_like(scores), d_scores = at::empty_like(scores);
+  uint16_t *typed_out = mutable_bits(typed), *d_out = mutable_bits(d_scores);
+  const uint16_t* d_probs_bits = bits(d_probs);
+  const float scale = static_cast<float>(h.scale);
+  for_each_block_row(scores, bias, h, b, [&](const uint16_t* s, const uint16_t* bias_row, float* probs, int64_t r) {
+    softmax_row(s, bias_row, scale, b.keys, probs, typed_out + r * b.keys);
+    softmax_backward_row(probs, d_probs_bits + r * b.keys, scale, b.keys, d_out + r * b.keys);
+  });
+  return {typed, d_scores};
 }
 
 struct BlockedAttention : torch::autograd::Function<BlockedAttention> {
@@ -58,13 +182,15 @@ struct BlockedAttention : torch::autograd::Function<BlockedAttention> {
                             const at::Tensor& bias, int64_t window, int64_t block) {
     const at::Tensor grouped_q = q.reshape({q.size(0), k.size(1), q.size(1) / k.size(1), q.size(2), q.size(3)});
     const Heads h = heads_of(grouped_q);
-    const at::Tensor typed_bias = bias.to(q.scalar_type());
+    const at::Tensor typed_bias = bias.to(q.scalar_type()).contiguous();
     at::Tensor out = at::empty({h.B, h.kv_heads, h.G, h.T, h.Dh}, q.options());
     for (const QueryBlock& b : query_blocks(h.T, window, block)) {
-      const at::Tensor probs = block_probabilities(block_queries(grouped_q, h, b), k, typed_bias, h, b);
+      const at::Tensor scores = block_scores(block_queries(grouped_q, h, b), k, b);
+      const at::Tensor probs = fused_softmax_applies(scores, typed_bias)
+                                   ? typed_block_probabilities(scores, typed_bias, h, b)
+                                   : block_probabilities(scores, typed_bias, h, b).to(v.scalar_type());
       out.narrow(3, b.start, b.rows)
-          .copy_(at::matmul(probs.to(v.scalar_type()), v.narrow(2, b.key_start, b.keys))
-                     .view({h.B, h.kv_heads, h.G, b.rows, h.Dh}));
+          .copy_(at::matmul(probs, v.narrow(2, b.key_start, b.keys)).view({h.B, h.kv_heads, h.G, b.rows, h.Dh}));
     }
     ctx->save_for_backward({grouped_q, k, v, typed_bias});
     ctx->saved_data["window"] = window;
@@ -86,14 +212,19 @@ struct BlockedAttention : torch::autograd::Function<BlockedAttention> {
     at::Tensor d_v = at::zeros(v.sizes(), v.options().dtype(at::kFloat));
     for (const QueryBlock& b : query_blocks(h.T, ctx->saved_data["window"].toInt(), ctx->saved_data["block"].toInt())) {
       const at::Tensor queries = block_queries(grouped_q, h, b);
-      const at::Tensor probs = block_probabilities(queries, k, bias, h, b);
-      const at::Tensor typed_probs = probs.to(dtype);
+      const at::Tensor scores = block_scores(queries, k, b);
       const at::Tensor d_block = d_out.narrow(3, b.start, b.rows).reshape({h.B, h.kv_heads, h.G * b.rows, h.Dh});
       const at::Tensor keys = k.narrow(2, b.key_start, b.keys), values = v.narrow(2, b.key_start, b.keys);
+      const at::Tensor d_probs = at::matmul(d_block, values.transpose(-1, -2));
+      at::Tensor typed_probs, d_scores;
+      if (fused_softmax_applies(scores, bias)) {
+        std::tie(typed_probs, d_scores) = typed_block_backward(scores, bias, d_probs.contiguous(), h, b);
+      } else {
+        const at::Tensor probs = block_probabilities(scores, bias, h, b);
+        typed_probs = probs.to(dtype);
+        d_scores = at::_softmax_backward_data(d_probs.to(at::kFloat), probs, -1, at::kFloat).mul_(h.scale).to(dtype);
+      }
       d_v.narrow(2, b.key_start, b.keys).add_(at::matmul(typed_probs.transpose(-1, -2), d_block));
-      const at::Tensor d_probs = at::matmul(d_block, values.transpose(-1, -2)).to(at::kFloat);
-      const at::Tensor d_scores =
-          at::_softmax_backward_data(d_probs, probs, -1, at::kFloat).mul_(h.scale).to(dtype);
       if (q_grad) {
         d_q.narrow(3, b.start, b.rows).copy_(at::matmul(d_scores, keys).view({h.B, h.kv_heads, h.G, b.rows, h.Dh}));
       }

@@ -40,10 +40,11 @@ struct Inputs {
 };
 
 // Rows of different scales (the backward's correction term matters when a row is far from unit RMS).
-Inputs inputs(at::ScalarType dtype) {
+Inputs inputs(at::ScalarType dtype, int64_t width = 48) {
   at::manual_seed(11);
   at::Tensor scale = at::exp(at::randn({3, 5, 1}) * 2);
-  return {(at::randn({3, 5, 48}) * scale).to(dtype), (1 + 0.3 * at::randn({48})).to(dtype), at::randn({3, 5, 48})};
+  return {(at::randn({3, 5, width}) * scale).to(dtype), (1 + 0.3 * at::randn({width})).to(dtype),
+          at::randn({3, 5, width})};
 }
 
 TEST(RmsNormBackward, MatchesAutogradThroughTheEagerFormulaInFloat32) {
@@ -68,17 +69,27 @@ TEST(RmsNormBackward, MatchesAutogradThroughTheEagerFormulaInFloat32) {
   }
 }
 
+// bf16 rows take the fused backward: widths on and off its 16-wide lanes, the weight training or not.
 TEST(RmsNormBackward, MatchesAutogradThroughTheEagerFormulaInBfloat16) {
-  const Inputs in = inputs(at::kBFloat16);
-  const Gradients mine = run(
-      [](const at::Tensor& x, const at::Tensor& w) { return rms_norm_with_backward(x, w, kEps); }, in.x, in.weight,
-      in.upstream, true);
-  const Gradients eager = run(eager_rms_norm, in.x, in.weight, in.upstream, true);
-  EXPECT_EQ(max_difference(mine.y, eager.y), 0.0);
-  // The same steps in the same dtypes: at most a bf16 rounding apart where fp32 sums differ in order.
-  const at::Tensor x_error = (mine.x.to(at::kFloat) - eager.x.to(at::kFloat)).abs();
-  EXPECT_TRUE(at::all(x_error <= eager.x.to(at::kFloat).abs() * (1.0 / 128) + 1e-6).item<bool>());
-  EXPECT_LT(max_difference(mine.weight, eager.weight), 0.02 * eager.weight.abs().max().item<double>());
+  for (int64_t width : {48, 53}) {
+    for (bool weight_trains : {true, false}) {
+      SCOPED_TRACE(std::to_string(width) + (weight_trains ? " weight trains" : ""));
+      const Inputs in = inputs(at::kBFloat16, width);
+      const Gradients mine = run(
+          [](const at::Tensor& x, const at::Tensor& w) { return rms_norm_with_backward(x, w, kEps); }, in.x,
+          in.weight, in.upstream, weight_trains);
+      const Gradients eager = run(eager_rms_norm, in.x, in.weight, in.upstream, weight_trains);
+      EXPECT_EQ(max_difference(mine.y, eager.y), 0.0);
+      // The same steps in the same dtypes: at most a bf16 rounding apart where fp32 sums differ in order.
+      const at::Tensor x_error = (mine.x.to(at::kFloat) - eager.x.to(at::kFloat)).abs();
+      EXPECT_TRUE(at::all(x_error <= eager.x.to(at::kFloat).abs() * (1.0 / 128) + 1e-6).item<bool>());
+      if (weight_trains) {
+        EXPECT_LT(max_difference(mine.weight, eager.weight), 0.02 * eager.weight.abs().max().item<double>());
+      } else {
+        EXPECT_FALSE(mine.weight.defined());
+      }
+    }
+  }
 }
 
 // Mixed dtypes as full fine-tuning of a bf16 checkpoint can meet them: an fp32 weight on bf16 rows.
