@@ -1,10 +1,27 @@
-// Scalar bf16 conversions and an fp32 exp written so that compilers vectorise loops over them.
+// Scalar bf16 conversions, an fp32 exp and lane sums, written so that compilers vectorise loops over them.
 #pragma once
+
+#include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <cstring>
 
 namespace remora {
+
+// A bf16 tensor's storage as raw bits, for the kernels below.
+inline const uint16_t* bf16_bits(const at::Tensor& t) { return static_cast<const uint16_t*>(t.data_ptr()); }
+inline uint16_t* mutable_bf16_bits(const at::Tensor& t) { return static_cast<uint16_t*>(t.data_ptr()); }
+
+// Partial sums a reduction loop keeps side by side, so that it vectorises without reassociating.
+constexpr int64_t kLanes = 16;
+
+// The total of kLanes partial sums, added pairwise (a tree, not a chain of 16 adds).
+inline float sum_lanes(float* lanes) {
+  for (int64_t width = kLanes / 2; width > 0; width /= 2) {
+    for (int64_t lane = 0; lane < width; ++lane) lanes[lane] += lanes[lane + width];
+  }
+  return lanes[0];
+}
 
 inline float bf16_to_float(uint16_t bits) {
   const uint32_t word = static_cast<uint32_t>(bits) << 16;

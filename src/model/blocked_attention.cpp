@@ -64,8 +64,6 @@ at::Tensor block_probabilities(const at::Tensor& scores, const at::Tensor& bias,
 
 // ---- bf16 on the CPU: the block's softmax (and its backward) in one pass over each row ----
 
-constexpr int64_t kLanes = 16;
-
 // probs = softmax(bf16(bias + scale scores)) of one row in fp32, and its bf16 copy: the eager ops'
 // roundings (the biased scores in bf16), their max / exp(x - max) / times 1 / sum steps, in one pass.
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void softmax_row(
@@ -97,10 +95,7 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) vo
     probs[j] = vector_exp(probs[j] - max);
     lane_sum[0] += probs[j];
   }
-  for (int64_t width = kLanes / 2; width > 0; width /= 2) {
-    for (int64_t lane = 0; lane < width; ++lane) lane_sum[lane] += lane_sum[lane + width];
-  }
-  const float inverse = 1.0f / lane_sum[0];
+  const float inverse = 1.0f / sum_lanes(lane_sum);
   for (j = 0; j < keys; ++j) {
     probs[j] *= inverse;
     typed[j] = float_to_bf16(probs[j]);
@@ -114,13 +109,12 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) vo
   float lane_sum[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= keys; j += kLanes) {
-    for (int64_t lane = 0; lane < kLanes; ++lane) lane_sum[lane] += bf16_to_float(d_probs[j + lane]) * probs[j + lane];
+    for (int64_t lane = 0; lane < kLanes; ++lane) {
+      lane_sum[lane] += bf16_to_float(d_probs[j + lane]) * probs[j + lane];
+    }
   }
   for (; j < keys; ++j) lane_sum[0] += bf16_to_float(d_probs[j]) * probs[j];
-  for (int64_t width = kLanes / 2; width > 0; width /= 2) {
-    for (int64_t lane = 0; lane < width; ++lane) lane_sum[lane] += lane_sum[lane + width];
-  }
-  const float dot = lane_sum[0];
+  const float dot = sum_lanes(lane_sum);
   for (j = 0; j < keys; ++j) d_scores[j] = float_to_bf16(probs[j] * (bf16_to_float(d_probs[j]) - dot) * scale);
 }
 
@@ -131,17 +125,14 @@ bool fused_softmax_applies(const at::Tensor& scores, const at::Tensor& bias) {
          bias.numel() == bias.size(0) * bias.size(-1) * bias.size(-1);
 }
 
-const uint16_t* bits(const at::Tensor& t) { return static_cast<const uint16_t*>(t.data_ptr()); }
-uint16_t* mutable_bits(const at::Tensor& t) { return static_cast<uint16_t*>(t.data_ptr()); }
-
 // Runs `row(scores row, bias row, scratch, index)` over the block's rows in parallel; scratch holds
 // `keys` floats per thread.
 template <typename Row>
 void for_each_block_row(const at::Tensor& scores, const at::Tensor& bias, const Heads& h, const QueryBlock& b,
                         Row row) {
   const int64_t rows = scores.numel() / b.keys, rows_per_batch = rows / h.B, T = bias.size(-1);
-  const uint16_t* score_bits = bits(scores);
-  const uint16_t* bias_bits = bits(bias);
+  const uint16_t* score_bits = bf16_bits(scores);
+  const uint16_t* bias_bits = bf16_bits(bias);
   at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / b.keys), [&](int64_t begin, int64_t end) {
     std::vector<float> scratch(b.keys);
     for (int64_t r = begin; r < end; ++r) {
@@ -155,7 +146,7 @@ void for_each_block_row(const at::Tensor& scores, const at::Tensor& bias, const 
 at::Tensor typed_block_probabilities(const at::Tensor& scores, const at::Tensor& bias, const Heads& h,
                                      const QueryBlock& b) {
   at::Tensor typed = at::empty_like(scores);
-  uint16_t* out = mutable_bits(typed);
+  uint16_t* out = mutable_bf16_bits(typed);
   for_each_block_row(scores, bias, h, b, [&](const uint16_t* s, const uint16_t* bias_row, float* probs, int64_t r) {
     softmax_row(s, bias_row, static_cast<float>(h.scale), b.keys, probs, out + r * b.keys);
   });
@@ -167,8 +158,8 @@ at::Tensor typed_block_probabilities(const at::Tensor& scores, const at::Tensor&
 std::pair<at::Tensor, at::Tensor> typed_block_backward(const at::Tensor& scores, const at::Tensor& bias,
                                                        const at::Tensor& d_probs, const Heads& h, const QueryBlock& b) {
   at::Tensor typed = at::empty_like(scores), d_scores = at::empty_like(scores);
-  uint16_t *typed_out = mutable_bits(typed), *d_out = mutable_bits(d_scores);
-  const uint16_t* d_probs_bits = bits(d_probs);
+  uint16_t *typed_out = mutable_bf16_bits(typed), *d_out = mutable_bf16_bits(d_scores);
+  const uint16_t* d_probs_bits = bf16_bits(d_probs);
   const float scale = static_cast<float>(h.scale);
   for_each_block_row(scores, bias, h, b, [&](const uint16_t* s, const uint16_t* bias_row, float* probs, int64_t r) {
     softmax_row(s, bias_row, scale, b.keys, probs, typed_out + r * b.keys);

@@ -14,8 +14,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-constexpr int64_t kLanes = 16;
-
 // d x of one bf16 row, the steps of RmsNormFunction's eager backward below with their roundings:
 // g = bf16(grad weight); s = sum(g x); d x = bf16(g r + (-0.5 s r^3 / D) 2 x), r the inverse RMS.
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void rms_norm_backward_row(
@@ -33,11 +31,8 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) vo
     scaled_grad[j] = round_through_bf16(bf16_to_float(grad[j]) * bf16_to_float(weight[j]));
     lane_sum[0] += scaled_grad[j] * bf16_to_float(x[j]);
   }
-  for (int64_t half = kLanes / 2; half > 0; half /= 2) {
-    for (int64_t lane = 0; lane < half; ++lane) lane_sum[lane] += lane_sum[lane + half];
-  }
   const float grad_square =
-      -0.5f * lane_sum[0] * (inverse_rms * inverse_rms * inverse_rms) / static_cast<float>(width);
+      -0.5f * sum_lanes(lane_sum) * (inverse_rms * inverse_rms * inverse_rms) / static_cast<float>(width);
   for (j = 0; j < width; ++j) {
     grad_x[j] = float_to_bf16(scaled_grad[j] * inverse_rms + grad_square * (2.0f * bf16_to_float(x[j])));
   }
@@ -54,11 +49,9 @@ at::Tensor fused_grad_x(const at::Tensor& x, const at::Tensor& weight, const at:
   const at::Tensor upstream = grad.contiguous(), inverse = inverse_rms.contiguous();
   at::Tensor grad_x = at::empty_like(x);
   const int64_t width = x.size(-1), rows = x.numel() / width;
-  const auto* x_bits = static_cast<const uint16_t*>(x.data_ptr());
-  const auto* grad_bits = static_cast<const uint16_t*>(upstream.data_ptr());
-  const auto* weight_bits = static_cast<const uint16_t*>(weight.data_ptr());
+  const uint16_t *x_bits = bf16_bits(x), *grad_bits = bf16_bits(upstream), *weight_bits = bf16_bits(weight);
   const float* inverse_rms_data = inverse.data_ptr<float>();
-  auto* out = static_cast<uint16_t*>(grad_x.data_ptr());
+  uint16_t* out = mutable_bf16_bits(grad_x);
   at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / width), [&](int64_t begin, int64_t end) {
     std::vector<float> scaled_grad(width);
     for (int64_t r = begin; r < end; ++r) {

@@ -45,14 +45,11 @@ bool fused_applies(const at::Tensor& gate, const at::Tensor& up) {
          gate.sizes() == up.sizes() && gate.is_contiguous() && up.is_contiguous();
 }
 
-const uint16_t* bits(const at::Tensor& t) { return static_cast<const uint16_t*>(t.data_ptr()); }
-uint16_t* mutable_bits(at::Tensor& t) { return static_cast<uint16_t*>(t.data_ptr()); }
-
 at::Tensor product(const at::Tensor& gate, const at::Tensor& up) {
   if (!fused_applies(gate, up)) return at::silu(gate) * up;
   at::Tensor out = at::empty_like(gate);
   at::parallel_for(0, gate.numel(), kGrain, [&](int64_t begin, int64_t end) {
-    gate_forward(bits(gate) + begin, bits(up) + begin, mutable_bits(out) + begin, end - begin);
+    gate_forward(bf16_bits(gate) + begin, bf16_bits(up) + begin, mutable_bf16_bits(out) + begin, end - begin);
   });
   return out;
 }
@@ -71,8 +68,8 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
     if (fused_applies(gate, up) && grad.scalar_type() == at::kBFloat16) {
       at::Tensor grad_gate = at::empty_like(gate), grad_up = at::empty_like(up);
       at::parallel_for(0, gate.numel(), kGrain, [&](int64_t begin, int64_t end) {
-        gate_backward(bits(gate) + begin, bits(up) + begin, bits(grad) + begin, mutable_bits(grad_gate) + begin,
-                      mutable_bits(grad_up) + begin, end - begin);
+        gate_backward(bf16_bits(gate) + begin, bf16_bits(up) + begin, bf16_bits(grad) + begin,
+                      mutable_bf16_bits(grad_gate) + begin, mutable_bf16_bits(grad_up) + begin, end - begin);
       });
       return {gate_trains ? grad_gate : at::Tensor(), up_trains ? grad_up : at::Tensor()};
     }
