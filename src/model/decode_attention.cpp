@@ -9,10 +9,10 @@
 #include <cmath>
 #include <limits>
 
+#include "core/vector_math.h"
+
 namespace remora {
 namespace {
-
-constexpr int64_t kLanes = 16;
 
 // One KV head's cached positions of one row: position s's key at keys + s * key_stride.
 struct HeadView {
@@ -41,10 +41,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void attend(const H
       for (int64_t lane = 0; lane < kLanes; ++lane) partial[lane] += query[d + lane] * float(key[d + lane]);
     }
     for (; d < Dh; ++d) partial[d % kLanes] += query[d] * float(key[d]);
-    for (int64_t width = kLanes / 2; width > 0; width /= 2) {  // a pairwise tree, not a chain of 16 adds
-      for (int64_t lane = 0; lane < width; ++lane) partial[lane] += partial[lane + width];
-    }
-    scores[s] = partial[0] * scale + float(mask[s]);
+    scores[s] = sum_lanes(partial) * scale + float(mask[s]);
     max_score = std::max(max_score, scores[s]);
   }
   for (int64_t d = 0; d < Dh; ++d) mixed[d] = 0;
