@@ -108,33 +108,47 @@ for line in open(sys.argv[1]):
     rows.setdefault(r["label"], {})[r["side"]] = r
 gemm = next(r["remora"]["gemm_bf16_gflops"] for r in rows.values() if "remora" in r)
 print(f"bf16 GEMM throughput (remora bench, 1024^3): {gemm:.0f} GFLOP/s\n")
-print("| step | remora tokens/s | reference tokens/s | speed-up | remora % of GEMM | remora peak MiB | reference peak MiB | memory ratio |")
-print("|---|---|---|---|---|---|---|---|")
+# Both sides do the same model FLOPs per input token, so the reference's share of the GEMM throughput
+# follows from remora's; the speed-up any implementation could reach here is 1 / that share.
+def reference_share(mine, ref):
+    return mine["train_gemm_fraction"] * ref["input_tokens_per_second"] / mine["train_tokens_per_second"]
+print("| step | remora tokens/s | reference tokens/s | speed-up | remora % of GEMM | reference % of GEMM | remora peak MiB | reference peak MiB | memory ratio |")
+print("|---|---|---|---|---|---|---|---|---|")
 for label, r in rows.items():
     if label.startswith("decode") or label.startswith("per-sample"):
         continue
     ref = r.get("reference")
     if ref is None:  # remora alone (activation checkpointing)
         mine = r["remora"]
-        print(f"| {label} | {mine['train_tokens_per_second']:.0f} | | | {100 * mine['train_gemm_fraction']:.0f}% "
+        print(f"| {label} | {mine['train_tokens_per_second']:.0f} | | | {100 * mine['train_gemm_fraction']:.0f}% | "
               f"| {mine['peak_resident_mib']:.0f} | | |")
         continue
     if "remora" not in r:  # the reference alone (allocator row), against remora's row of the same step
         base = rows["ReMix, M 4"]["remora"]
         print(f"| {label} | | {ref['input_tokens_per_second']:.0f} | {base['train_tokens_per_second'] / ref['input_tokens_per_second']:.2f}x "
-              f"| | | {ref['peak_resident_mib']:.0f} | {base['peak_resident_mib'] / ref['peak_resident_mib']:.2f} |")
+              f"| | {100 * reference_share(base, ref):.0f}% | | {ref['peak_resident_mib']:.0f} "
+              f"| {base['peak_resident_mib'] / ref['peak_resident_mib']:.2f} |")
         continue
     mine = r["remora"]
     print(f"| {label} | {mine['train_tokens_per_second']:.0f} | {ref['input_tokens_per_second']:.0f} "
           f"| {mine['train_tokens_per_second'] / ref['input_tokens_per_second']:.2f}x | {100 * mine['train_gemm_fraction']:.0f}% "
-          f"| {mine['peak_resident_mib']:.0f} | {ref['peak_resident_mib']:.0f} | {mine['peak_resident_mib'] / ref['peak_resident_mib']:.2f} |")
+          f"| {100 * reference_share(mine, ref):.0f}% | {mine['peak_resident_mib']:.0f} | {ref['peak_resident_mib']:.0f} | {mine['peak_resident_mib'] / ref['peak_resident_mib']:.2f} |")
 def per_sample(side, key):  # seconds per routed sample at M = 8 over M = 2, best runs of three
     best = {m: max(r[side][key] for label, r in rows.items() if label.startswith("per-sample") and label.endswith(f"M {m}"))
             for m in (2, 8)}
     return (2 * best[2]) / (8 * best[8])
+def step_parts(side, key):  # the best runs' step time as fixed + M x per-sample seconds (per input token)
+    best = {m: max(r[side][key] for label, r in rows.items() if label.startswith("per-sample") and label.endswith(f"M {m}"))
+            for m in (2, 8)}
+    per_sample = (1 / best[8] - 1 / best[2]) / 6
+    return 1 / best[2] - 2 * per_sample, per_sample
 print(f"\nReMix cost per routed sample, M 8 / M 2 (best of three alternating runs each): "
       f"remora {per_sample('remora', 'train_tokens_per_second'):.2f}, "
-      f"reference {per_sample('reference', 'input_tokens_per_second'):.2f}\n")
+      f"reference {per_sample('reference', 'input_tokens_per_second'):.2f}")
+for side, key in (("remora", "train_tokens_per_second"), ("reference", "input_tokens_per_second")):
+    fixed, sample = step_parts(side, key)
+    print(f"  {side}: {1e3 * fixed:.2f} ms fixed + {1e3 * sample:.2f} ms per routed sample, per input token")
+print()
 print("| decode | remora tokens/s | reference tokens/s | speed-up |")
 print("|---|---|---|---|")
 for label, r in rows.items():

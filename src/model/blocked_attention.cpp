@@ -65,27 +65,16 @@ at::Tensor block_probabilities(const at::Tensor& scores, const at::Tensor& bias,
 // ---- bf16 on the CPU: the block's softmax (and its backward) in one pass over each row ----
 
 // probs = softmax(bf16(bias + scale scores)) of one row in fp32, and its bf16 copy: the eager ops'
-// roundings (the biased scores in bf16), their max / exp(x - max) / times 1 / sum steps, in one pass.
+// roundings (the biased scores in bf16), their max / exp(x - max) / times 1 / sum steps, row by row.
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void softmax_row(
     const uint16_t* scores, const uint16_t* bias, float scale, int64_t keys, float* probs, uint16_t* typed) {
-  float lane_max[kLanes];
-  for (int64_t lane = 0; lane < kLanes; ++lane) lane_max[lane] = -std::numeric_limits<float>::infinity();
+  for (int64_t j = 0; j < keys; ++j) {
+    probs[j] = round_through_bf16(bf16_to_float(bias[j]) + scale * bf16_to_float(scores[j]));
+  }
+  const float max = max_of(probs, keys);
+  float lane_sum[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= keys; j += kLanes) {
-    for (int64_t lane = 0; lane < kLanes; ++lane) {
-      const float v = round_through_bf16(bf16_to_float(bias[j + lane]) + scale * bf16_to_float(scores[j + lane]));
-      probs[j + lane] = v;
-      lane_max[lane] = v > lane_max[lane] ? v : lane_max[lane];
-    }
-  }
-  for (; j < keys; ++j) {
-    probs[j] = round_through_bf16(bf16_to_float(bias[j]) + scale * bf16_to_float(scores[j]));
-    lane_max[0] = probs[j] > lane_max[0] ? probs[j] : lane_max[0];
-  }
-  float max = lane_max[0];
-  for (int64_t lane = 1; lane < kLanes; ++lane) max = lane_max[lane] > max ? lane_max[lane] : max;
-  float lane_sum[kLanes] = {};
-  for (j = 0; j + kLanes <= keys; j += kLanes) {
     for (int64_t lane = 0; lane < kLanes; ++lane) {
       probs[j + lane] = vector_exp(probs[j + lane] - max);
       lane_sum[lane] += probs[j + lane];

@@ -61,6 +61,45 @@ TEST(LmHeadLoss, TrainedHeadFp32MatchesFullLogits) { check_against_full_logits(a
 TEST(LmHeadLoss, FrozenHeadBf16MatchesFullLogits) { check_against_full_logits(at::kBFloat16, false, 2e-2); }
 TEST(LmHeadLoss, TrainedHeadBf16MatchesFullLogits) { check_against_full_logits(at::kBFloat16, true, 2e-2); }
 
+// bf16 logits go through one fused pass per row. With an identity head the logits are the hidden
+// rows themselves and the hidden rows' gradient is the logits' gradient, so both can be checked
+// against the eager ops, fp32 softmax of the bf16 logits and the gradient rounded to bf16 once:
+// bf16((softmax - onehot) w) with a trained head (the weight w applied in the pass), bf16(softmax -
+// onehot) w with a frozen one. 53 columns: the pass's 16-wide body and its tail.
+void check_fused_bf16_rows(bool head_trains) {
+  constexpr int64_t kRowsHere = 70, kWidth = 53;
+  at::manual_seed(5);
+  at::Tensor logits = (at::randn({kRowsHere, kWidth}) * 4).to(at::kBFloat16);
+  logits[3][7] = 40;  // a row whose softmax is one-hot in fp32
+  at::Tensor hidden = logits.clone().requires_grad_(true);
+  at::Tensor head = at::eye(kWidth).to(at::kBFloat16).requires_grad_(head_trains);
+  at::Tensor targets = at::randint(kWidth, {kRowsHere}, at::kLong);
+  targets[3] = 7;
+  at::Tensor weights = at::rand({kRowsHere}) + 0.5;
+  at::Tensor loss = token_cross_entropy(hidden, head, targets);
+  (loss * weights).sum().backward();
+
+  const at::Tensor log_probs = logits.to(at::kFloat).log_softmax(-1);
+  const at::Tensor expected_loss = -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1);
+  EXPECT_LT((loss - expected_loss).abs().max().item<double>(), 2e-6);
+  const at::Tensor step = log_probs.exp() - at::one_hot(targets, kWidth).to(at::kFloat);
+  const at::Tensor expected_grad = head_trains ? (step * weights.unsqueeze(1)).to(at::kBFloat16)
+                                               : (step.to(at::kBFloat16).to(at::kFloat) * weights.unsqueeze(1)).to(at::kBFloat16);
+  // The pass's exp is within 2 ulp of fp32 and it sums in another order: a value may land on the
+  // other side of a bf16 rounding boundary, one step away, and rarely.
+  const at::Tensor got = hidden.grad().to(at::kFloat), want = expected_grad.to(at::kFloat);
+  const at::Tensor off = got != want;
+  EXPECT_LE(off.sum().item<int64_t>(), kRowsHere * kWidth / 200);
+  if (off.any().item<bool>()) {
+    EXPECT_LE(((got - want).abs() / want.abs().clamp_min(1e-30)).masked_select(off).max().item<double>(), 1.0 / 128)
+        << "more than one bf16 step off";
+  }
+  EXPECT_EQ(got[3][7].item<float>(), 0.0f);  // one-hot softmax, target hit: no gradient
+}
+
+TEST(LmHeadLoss, FusedBf16RowsMatchTheEagerOpsWithAFrozenHead) { check_fused_bf16_rows(false); }
+TEST(LmHeadLoss, FusedBf16RowsMatchTheEagerOpsWithATrainedHead) { check_fused_bf16_rows(true); }
+
 TEST(LmHeadLoss, TargetLogProbsAndGreedyMatchFullLogits) {
   Case c = random_case(at::kFloat, false);
   at::NoGradGuard no_grad;

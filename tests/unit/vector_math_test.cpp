@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "core/vector_math.h"
 
@@ -69,6 +70,24 @@ TEST(VectorMath, LaneSumsAddEveryLane) {
   float lanes[kLanes];
   for (int64_t lane = 0; lane < kLanes; ++lane) lanes[lane] = static_cast<float>(lane + 1);
   EXPECT_EQ(sum_lanes(lanes), kLanes * (kLanes + 1) / 2.0f);
+}
+
+// Every length from 0 to 3 kLanes + 5 (the vector body and the tail), the maximum at every position,
+// with NaNs among the values (passed over) and rows of -inf.
+TEST(VectorMath, MaxOfFindsTheLargestValueAnywhere) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(max_of(nullptr, 0), -inf);
+  for (int64_t count = 1; count <= 3 * kLanes + 5; ++count) {
+    std::vector<float> values(count);
+    for (int64_t at = 0; at < count; ++at) {
+      for (int64_t i = 0; i < count; ++i) values[i] = -static_cast<float>((i * 7) % 11) - 1.0f;
+      values[at] = 0.5f;
+      if (count > 1) values[(at + 1) % count] = nan;
+      ASSERT_EQ(max_of(values.data(), count), 0.5f) << count << " " << at;
+    }
+    std::fill(values.begin(), values.end(), -inf);
+    EXPECT_EQ(max_of(values.data(), count), -inf);
+  }
 }
 
 }  // namespace
