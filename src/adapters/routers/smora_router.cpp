@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "adapters/routers/router_logits.h"
+#include "adapters/routers/smora_gate.h"
 #include "adapters/routers/routers.h"
 
 namespace remora {
@@ -24,13 +25,21 @@ void SmoraRouter::initialize(double, at::Generator& generator) {
 }
 
 Gate SmoraRouter::route(const at::Tensor& x, const at::Tensor& valid, int64_t, RoutingState& state) {
-  at::Tensor affinity = at::sigmoid(router_logits(x, weight));           // [N, R / rank_partition] s
-  if (rank_partition_ > 1) affinity = affinity.repeat_interleave(rank_partition_, -1);  // [N, R]
-  at::Tensor scores = affinity + state.remember(balance_bias);             // [N, R] s + b
-  at::Tensor selected = std::get<1>(scores.detach().topk(k_, -1));         // [N, k]
-  at::Tensor top = scores.gather(-1, selected);
-  // The gate values are the biased scores, renormalised to sum to k, as the official code computes them.
-  at::Tensor weights = at::zeros_like(scores).scatter(-1, selected, k_ * top / top.sum(-1, true));
+  const at::Tensor logits = router_logits(x, weight);  // [N, R / rank_partition]
+  const at::Tensor bias = state.remember(balance_bias);
+  at::Tensor weights, affinity, selected;
+  if (smora_gate_applies(logits, bias)) {
+    SmoraGate gate = smora_gate(logits, bias, k_, rank_partition_);
+    weights = gate.weights, affinity = gate.affinity, selected = gate.selected;
+  } else {
+    affinity = at::sigmoid(logits);                                                        // s
+    if (rank_partition_ > 1) affinity = affinity.repeat_interleave(rank_partition_, -1);  // [N, R]
+    at::Tensor scores = affinity + bias;                                                   // [N, R] s + b
+    selected = std::get<1>(scores.detach().topk(k_, -1));                                 // [N, k]
+    at::Tensor top = scores.gather(-1, selected);
+    // The gate values are the biased scores, renormalised to sum to k, as the official code computes them.
+    weights = at::zeros_like(scores).scatter(-1, selected, k_ * top / top.sum(-1, true));
+  }
   if (state.training && bias_rate_ > 0 && !state.replaying()) {  // once per step, not again when recomputed
     at::NoGradGuard no_grad;
     at::Tensor picks = selected.index({valid}).flatten();
