@@ -1,4 +1,4 @@
-// Chunked LM-head cross-entropy with a hand-written backward.
+// Chunked LM-head cross-entropy with a hand-written backward (bf16 rows in one fused pass on the CPU).
 #include "model/lm_head_loss.h"
 
 #include <ATen/Parallel.h>
