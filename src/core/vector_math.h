@@ -100,4 +100,22 @@ inline float vector_exp(float x) {
   return mantissa * first * second;
 }
 
+// Replaces each of `count` floats x by e^(x - shift) and returns their total, added in kLanes partial
+// sums: a softmax row's exp pass.
+inline float exp_shifted_in_place(float* values, int64_t count, float shift) {
+  float lane_sum[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= count; j += kLanes) {
+    for (int64_t lane = 0; lane < kLanes; ++lane) {
+      values[j + lane] = vector_exp(values[j + lane] - shift);
+      lane_sum[lane] += values[j + lane];
+    }
+  }
+  for (; j < count; ++j) {
+    values[j] = vector_exp(values[j] - shift);
+    lane_sum[0] += values[j];
+  }
+  return sum_lanes(lane_sum);
+}
+
 }  // namespace remora

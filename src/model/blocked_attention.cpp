@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <tuple>
 #include <vector>
 
@@ -72,20 +71,8 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) vo
     probs[j] = round_through_bf16(bf16_to_float(bias[j]) + scale * bf16_to_float(scores[j]));
   }
   const float max = max_of(probs, keys);
-  float lane_sum[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= keys; j += kLanes) {
-    for (int64_t lane = 0; lane < kLanes; ++lane) {
-      probs[j + lane] = vector_exp(probs[j + lane] - max);
-      lane_sum[lane] += probs[j + lane];
-    }
-  }
-  for (; j < keys; ++j) {
-    probs[j] = vector_exp(probs[j] - max);
-    lane_sum[0] += probs[j];
-  }
-  const float inverse = 1.0f / sum_lanes(lane_sum);
-  for (j = 0; j < keys; ++j) {
+  const float inverse = 1.0f / exp_shifted_in_place(probs, keys, max);
+  for (int64_t j = 0; j < keys; ++j) {
     probs[j] *= inverse;
     typed[j] = float_to_bf16(probs[j]);
   }

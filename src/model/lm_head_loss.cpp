@@ -38,23 +38,13 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) fl
     uint16_t* logits, int64_t vocab, int64_t target, float scale, bool gradient, float* exps) {
   for (int64_t j = 0; j < vocab; ++j) exps[j] = bf16_to_float(logits[j]);
   const float max = max_of(exps, vocab);
-  float lane_sum[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= vocab; j += kLanes) {
-    for (int64_t lane = 0; lane < kLanes; ++lane) {
-      exps[j + lane] = vector_exp(exps[j + lane] - max);
-      lane_sum[lane] += exps[j + lane];
-    }
-  }
-  for (; j < vocab; ++j) {
-    exps[j] = vector_exp(exps[j] - max);
-    lane_sum[0] += exps[j];
-  }
-  const float sum = sum_lanes(lane_sum);
+  const float sum = exp_shifted_in_place(exps, vocab, max);
   // A NaN logit is passed over by the max but reaches the sum, so the loss is NaN as amax makes it.
   const float loss = std::log(sum) - (bf16_to_float(logits[target]) - max);
   if (gradient) {
-    for (j = 0; j < vocab; ++j) logits[j] = float_to_bf16((exps[j] / sum - (j == target ? 1.0f : 0.0f)) * scale);
+    for (int64_t j = 0; j < vocab; ++j) {
+      logits[j] = float_to_bf16((exps[j] / sum - (j == target ? 1.0f : 0.0f)) * scale);
+    }
   }
   return loss;
 }

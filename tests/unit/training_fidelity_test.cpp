@@ -290,8 +290,10 @@ TEST(Smora, PerRankTopKWithBlockScoresAndPerRankBias) {
   EXPECT_EQ(router.weight.sizes(), (std::vector<int64_t>{ranks / partition, d}));
   EXPECT_EQ(router.balance_bias.sizes(), (std::vector<int64_t>{ranks}));
   {
-    at::NoGradGuard no_grad;  // a per-rank bias that splits the ranks of each block
-    router.balance_bias.copy_(at::tensor({0.0f, 0.01f, 0.02f, 0.0f, 0.0f, 0.03f, 0.0f, 0.0f}));
+    // A per-rank bias that splits the ranks of every block (equal scores would leave the order to
+    // at::topk's sort, where remora's gate takes the lower rank: SmoraGate.TiesGoToTheLowerRank).
+    at::NoGradGuard no_grad;
+    router.balance_bias.copy_(at::tensor({0.0f, 0.01f, 0.02f, 0.0f, 0.0f, 0.03f, 0.0f, 0.015f}));
   }
   at::Tensor x = at::randn({N, d}, at::make_generator<at::CPUGeneratorImpl>(2));
   RoutingState state;

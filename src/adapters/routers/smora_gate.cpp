@@ -4,7 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
-#include <vector>
+#include <algorithm>
 
 #include "core/error.h"
 #include "core/vector_math.h"
@@ -24,8 +24,9 @@ struct Shape {
 // s + bias (largest first; among equal scores the lower rank, which stays ahead of later ones) with
 // their scores, and weights k t / sum t at those ranks. Compiled for AVX-512, AVX2 and the baseline
 // (the sigmoids are most of the arithmetic).
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void gate_row(const float* logits, const float* bias, const Shape& shape, float* sigmoid, float* affinity,
-              float* weights, int64_t* selected, float* top) {
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void gate_row(
+    const float* logits, const float* bias, const Shape& shape, float* sigmoid, float* affinity, float* weights,
+    int64_t* selected, float* top) {
   for (int64_t g = 0; g < shape.groups; ++g) sigmoid[g] = 1.0f / (1.0f + vector_exp(-logits[g]));
   int64_t count = 0;
   for (int64_t g = 0, r = 0; g < shape.groups; ++g) {

@@ -14,8 +14,7 @@ struct SmoraGate {
 // The official formula (sigmoid, repeat_interleave to ranks, + bias, top k, k t / sum t) for fp32
 // logits [N, R / partition] and bias [R]. Ties go to the lower rank (at::topk leaves their order to
 // its sort); a NaN score counts as the largest, as at::topk has it, so a NaN logit reaches the loss.
-// The eager ops' ~10 LibTorch calls a projection, forward and backward, were most of a SMoRA step's
-// routing time at 512 tokens (`topk` alone ~0.3 ms).
+// Replaces about ten LibTorch ops a projection each way (`topk` alone took ~0.3 ms at 512 tokens).
 SmoraGate smora_gate(const at::Tensor& logits, const at::Tensor& bias, int64_t k, int64_t partition);
 
 // Whether smora_gate runs for these tensors (fp32 on the CPU); elsewhere the router runs the eager ops.
