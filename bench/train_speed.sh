@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # remora's training step and decode loop against an idiomatic PyTorch reference of the same work
 # (bench/reference_step.py, Debian's python3-torch on the same LibTorch), side by side in one run:
-# input tokens/s, the fraction of the bf16 GEMM throughput `remora bench` measures, peak resident
-# memory, and ReMix's cost per routed sample at M = 8 against M = 2. Prints a Markdown table.
+# input tokens/s, the fraction of the bf16 GEMM throughput `remora bench` measures (remora's, and from
+# it the reference's), peak resident memory, and ReMix's cost per routed sample at M = 8 against M = 2
+# (with the step split into a fixed and a per-sample part). Prints Markdown tables.
 #   bash bench/train_speed.sh [build-dir]     (after scripts/setup.sh; ~14 minutes on 2 cores)
 # THREADS (default 2), STEPS (timed steps at the first shape, default 10).
 set -euo pipefail
