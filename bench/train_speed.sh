@@ -134,20 +134,17 @@ for label, r in rows.items():
     print(f"| {label} | {mine['train_tokens_per_second']:.0f} | {ref['input_tokens_per_second']:.0f} "
           f"| {mine['train_tokens_per_second'] / ref['input_tokens_per_second']:.2f}x | {100 * mine['train_gemm_fraction']:.0f}% "
           f"| {100 * reference_share(mine, ref):.0f}% | {mine['peak_resident_mib']:.0f} | {ref['peak_resident_mib']:.0f} | {mine['peak_resident_mib'] / ref['peak_resident_mib']:.2f} |")
-def per_sample(side, key):  # seconds per routed sample at M = 8 over M = 2, best runs of three
-    best = {m: max(r[side][key] for label, r in rows.items() if label.startswith("per-sample") and label.endswith(f"M {m}"))
+def best_rates(side, key):  # input tokens/s at M = 2 and M = 8, the best of three alternating runs each
+    return {m: max(r[side][key] for label, r in rows.items() if label.startswith("per-sample") and label.endswith(f"M {m}"))
             for m in (2, 8)}
-    return (2 * best[2]) / (8 * best[8])
-def step_parts(side, key):  # the best runs' step time as fixed + M x per-sample seconds (per input token)
-    best = {m: max(r[side][key] for label, r in rows.items() if label.startswith("per-sample") and label.endswith(f"M {m}"))
-            for m in (2, 8)}
-    per_sample = (1 / best[8] - 1 / best[2]) / 6
-    return 1 / best[2] - 2 * per_sample, per_sample
+sides = {"remora": best_rates("remora", "train_tokens_per_second"),
+         "reference": best_rates("reference", "input_tokens_per_second")}
+# Seconds per routed sample at M = 8 over M = 2, and the step split into fixed + M x per-sample seconds.
 print(f"\nReMix cost per routed sample, M 8 / M 2 (best of three alternating runs each): "
-      f"remora {per_sample('remora', 'train_tokens_per_second'):.2f}, "
-      f"reference {per_sample('reference', 'input_tokens_per_second'):.2f}")
-for side, key in (("remora", "train_tokens_per_second"), ("reference", "input_tokens_per_second")):
-    fixed, sample = step_parts(side, key)
+      + ", ".join(f"{side} {(2 * best[2]) / (8 * best[8]):.2f}" for side, best in sides.items()))
+for side, best in sides.items():
+    sample = (1 / best[8] - 1 / best[2]) / 6
+    fixed = 1 / best[2] - 2 * sample
     print(f"  {side}: {1e3 * fixed:.2f} ms fixed + {1e3 * sample:.2f} ms per routed sample, per input token")
 print()
 print("| decode | remora tokens/s | reference tokens/s | speed-up |")

@@ -61,7 +61,7 @@ at::Tensor block_probabilities(const at::Tensor& scores, const at::Tensor& bias,
       .view({h.B, h.kv_heads, h.G * b.rows, b.keys});
 }
 
-// ---- bf16 on the CPU: the block's softmax (and its backward) in one pass over each row ----
+// ---- bf16 on the CPU: the block's softmax (and its backward) row by row, without LibTorch ops ----
 
 // probs = softmax(bf16(bias + scale scores)) of one row in fp32, and its bf16 copy: the eager ops'
 // roundings (the biased scores in bf16), their max / exp(x - max) / times 1 / sum steps, row by row.

@@ -14,17 +14,13 @@
 namespace remora {
 
 // 4 MiB of fp32 logits a chunk: each logit needs 6 bytes while its chunk is worked on (the logits in
-// the head's dtype and an fp32 copy worked in place), and the step's activations are all alive then.
+// the head's dtype and an fp32 copy worked in place; bf16 logits on the CPU need only their 2), and
+// the step's activations are all alive then.
 int64_t lm_head_chunk_rows(int64_t vocab) { return std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(vocab, 1)); }
 
 namespace {
 
-// One chunk through the head, as CausalLM::logits computes it (the GEMM in the head's dtype, the
-// softmax in fp32): each row's loss -log p(target) [rows] fp32, each row's argmax when asked, and
-// when asked the loss's gradient in the logits, softmax - onehot(target), times `gradient_scale` [rows]
-// when that is given, rounded to the head's dtype. The fp32 copy of the logits is the only other
-// buffer of their size: exp, the sum and the division work in place, where log_softmax, exp and the
-// cast each made a new one (12 bytes a bf16 logit, now 6).
+// A chunk's per-row losses, argmaxes and logit gradient (see chunk_loss).
 struct ChunkLoss {
   at::Tensor loss, argmax, logit_gradient;
 };
@@ -61,19 +57,27 @@ void fused_chunk_loss(const at::Tensor& logits, const at::Tensor& targets, bool 
                  vocab, "-token vocabulary");
   }
   const at::Tensor scale = gradient_scale.defined() ? gradient_scale.to(at::kFloat).contiguous() : at::Tensor();
+  const float* row_scale = scale.defined() ? scale.data_ptr<float>() : nullptr;
   out.loss = at::empty({rows}, logits.options().dtype(at::kFloat));
   float* loss = out.loss.data_ptr<float>();
   uint16_t* bits = mutable_bf16_bits(logits);
   at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / vocab), [&](int64_t begin, int64_t end) {
     std::vector<float> exps(vocab);
     for (int64_t r = begin; r < end; ++r) {
-      const float row_scale = scale.defined() ? scale.data_ptr<float>()[r] : 1.0f;
-      loss[r] = cross_entropy_row(bits + r * vocab, vocab, target[r], row_scale, gradient, exps.data());
+      loss[r] = cross_entropy_row(bits + r * vocab, vocab, target[r], row_scale ? row_scale[r] : 1.0f, gradient,
+                                  exps.data());
     }
   });
   if (gradient) out.logit_gradient = logits;
 }
 
+// One chunk through the head, as CausalLM::logits computes it (the GEMM in the head's dtype, the
+// softmax in fp32): each row's loss -log p(target) [rows] fp32, each row's argmax when asked, and
+// when asked the loss's gradient in the logits, softmax - onehot(target), times `gradient_scale` [rows]
+// when that is given, rounded to the head's dtype. bf16 logits on the CPU go through
+// fused_chunk_loss. Otherwise the fp32 copy of the logits is the only other buffer of their size:
+// exp, the sum and the division work in place, where log_softmax, exp and the cast each made a new
+// one (12 bytes a bf16 logit, now 6).
 ChunkLoss chunk_loss(const at::Tensor& hidden, const at::Tensor& head, const at::Tensor& targets, bool argmax,
                      bool gradient, const at::Tensor& gradient_scale = {}) {
   ChunkLoss out;

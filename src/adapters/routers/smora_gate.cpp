@@ -110,10 +110,10 @@ struct SmoraGateFunction : torch::autograd::Function<SmoraGateFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &sigmoid = saved[0], &selected = saved[1], &top = saved[2];
     const Shape shape{sigmoid.size(0), sigmoid.size(1), ctx->saved_data["partition"].toInt(), selected.size(1)};
-    if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     const at::Tensor grad = grads[0].to(at::kFloat).contiguous();
     at::Tensor grad_logits = at::empty_like(sigmoid);
     const float *dw = grad.data_ptr<float>(), *s = sigmoid.data_ptr<float>(), *t = top.data_ptr<float>();
