@@ -10,7 +10,6 @@
 #include "model/blocked_attention.h"
 #include "model/decode_attention.h"
 #include "model/decode_linear.h"
-#include "model/decode_rms_norm.h"
 #include "model/rms_norm_autograd.h"
 #include "model/rope.h"
 #include "model/swiglu.h"
@@ -40,8 +39,7 @@ RMSNorm::RMSNorm(int64_t size, double eps, const at::TensorOptions& options) : e
 }
 
 at::Tensor RMSNorm::forward(const at::Tensor& x) {
-  if (decode_rms_norm_applies(x, weight)) return decode_rms_norm(x, weight, eps);
-  return rms_norm_with_backward(x, weight, eps);  // the eager formula, a third of its saved memory
+  return rms_norm_with_backward(x, weight, eps);
 }
 
 Attention::Attention(const ModelConfig& config, int64_t layer, const at::TensorOptions& options)

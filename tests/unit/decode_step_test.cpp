@@ -1,5 +1,5 @@
 // The kernels of one-position decode steps: the projection in every instruction-set version this CPU
-// runs, the RMSNorm and the attention over the cache, against fp64 references; RoPE's one-step form
+// runs and the attention over the cache, against fp64 references; RoPE's one-step form
 // against the eager formula bit for bit; a row's bits independent
 // of the rows beside it; which steps use them; and the weights' huge-page placement.
 #include <gtest/gtest.h>
@@ -11,7 +11,6 @@
 
 #include "model/decode_attention.h"
 #include "model/decode_linear.h"
-#include "model/decode_rms_norm.h"
 #include "model/rope.h"
 #include "model/weight_pages.h"
 
@@ -92,33 +91,6 @@ TEST(DecodeLinear, AppliesOnlyToOnePositionBf16StepsWithoutGradient) {
     EXPECT_EQ(decode_linear_applies(needs_grad, c.weight), here);
   }
 }
-
-TEST(DecodeRmsNorm, MatchesAnFp64ReferenceWithinTwoRoundings) {
-  for (int64_t size : {1, 15, 16, 33, 768}) {
-    at::manual_seed(size);
-    at::Tensor x = (at::randn({3, 1, size}) * 3).to(at::kBFloat16);
-    at::Tensor weight = at::randn({size}).to(at::kBFloat16);
-    at::Tensor y = decode_rms_norm(x, weight, 1e-5);
-    ASSERT_EQ(y.sizes(), x.sizes());
-    at::Tensor x64 = x.to(at::kDouble);
-    at::Tensor exact = weight.to(at::kDouble) * x64 / (x64.pow(2).mean(-1, true) + 1e-5).sqrt();
-    // Two bf16 roundings (the normalised value, then the product with the weight): 2^-8 relative.
-    at::Tensor error = (y.to(at::kDouble) - exact).abs();
-    EXPECT_TRUE((error <= exact.abs() * std::ldexp(1.0, -7) + 1e-30).all().item<bool>())
-        << "size " << size << ": worst error " << error.max().item<double>();
-    for (int64_t row = 0; row < 3; ++row) {
-      EXPECT_TRUE(at::equal(decode_rms_norm(x.narrow(0, row, 1), weight, 1e-5), y.narrow(0, row, 1)));
-    }
-  }
-}
-
-TEST(DecodeRmsNorm, AppliesToTheStepsTheProjectionKernelServes) {
-  at::Tensor x = at::randn({2, 1, 8}).to(at::kBFloat16), weight = at::ones({8}, at::kBFloat16);
-  EXPECT_EQ(decode_rms_norm_applies(x, weight), decode_isa() != DecodeIsa::kNone);
-  EXPECT_FALSE(decode_rms_norm_applies(at::cat({x, x}, 1), weight));
-  EXPECT_FALSE(decode_rms_norm_applies(x.to(at::kFloat), weight.to(at::kFloat)));
-}
-
 
 // q [B, H, 1, Dh] (a transposed view, as the decoder passes it), keys and values [B, Hkv, S, Dh] as
 // views of a longer cache, bias [B, 1, 1, 1, S] hiding some positions.

@@ -1,8 +1,12 @@
-// RMSNorm's hand-written backward against autograd through the eager formula.
+// RMSNorm: the bf16 row kernels against an fp64 reference and the eager formula; the hand-written backward
+// against autograd through the eager formula.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "model/rms_norm_autograd.h"
+#include "model/rms_norm_rows.h"
 
 namespace remora {
 namespace {
@@ -47,6 +51,77 @@ Inputs inputs(at::ScalarType dtype, int64_t width = 48) {
           at::randn({3, 5, width})};
 }
 
+// x [rows..., size] bf16 with rows of very different scales, and a bf16 weight.
+struct RowCase {
+  at::Tensor x, weight;
+};
+
+RowCase row_case(at::IntArrayRef rows, int64_t size) {
+  at::manual_seed(size);
+  std::vector<int64_t> shape = rows.vec();
+  shape.push_back(size);
+  std::vector<int64_t> scale_shape = rows.vec();
+  scale_shape.push_back(1);
+  return {(at::randn(shape) * at::exp(at::randn(scale_shape) * 2)).to(at::kBFloat16),
+          at::randn({size}).to(at::kBFloat16)};
+}
+
+// Widths around the 16 lanes and a model's; rows shaped as decode steps ([3, 1, D]) and as training
+// batches ([2, 37, D], more rows than one parallel task takes at the small widths).
+TEST(RmsNormRows, MatchesAnFp64ReferenceWithinTwoRoundings) {
+  for (int64_t size : {1, 15, 16, 33, 768}) {
+    for (const std::vector<int64_t>& rows : {std::vector<int64_t>{3, 1}, std::vector<int64_t>{2, 37}}) {
+      SCOPED_TRACE("size " + std::to_string(size) + ", " + std::to_string(rows[1]) + " positions");
+      const RowCase c = row_case(rows, size);
+      at::Tensor inverse_rms;
+      const at::Tensor y = rms_norm_rows(c.x, c.weight, kEps, &inverse_rms);
+      ASSERT_EQ(y.sizes(), c.x.sizes());
+      ASSERT_EQ(y.scalar_type(), at::kBFloat16);
+      const at::Tensor x64 = c.x.to(at::kDouble);
+      const at::Tensor exact_inverse = 1 / (x64.pow(2).mean(-1, true) + kEps).sqrt();
+      const at::Tensor exact = c.weight.to(at::kDouble) * x64 * exact_inverse;
+      // Two bf16 roundings (the normalised value, then the product with the weight): 2^-8 relative.
+      const at::Tensor error = (y.to(at::kDouble) - exact).abs();
+      EXPECT_TRUE((error <= exact.abs() * std::ldexp(1.0, -7) + 1e-30).all().item<bool>())
+          << "worst error " << error.max().item<double>();
+      ASSERT_EQ(inverse_rms.scalar_type(), at::kFloat);
+      EXPECT_TRUE(at::allclose(inverse_rms.to(at::kDouble), exact_inverse, 1e-5, 0));
+      // A row's bits do not depend on the rows beside it (decode steps of any batch size agree).
+      const at::Tensor flat_x = c.x.reshape({-1, size}), flat_y = y.reshape({-1, size});
+      for (int64_t row = 0; row < flat_x.size(0); row += 5) {
+        EXPECT_TRUE(at::equal(rms_norm_rows(flat_x.narrow(0, row, 1), c.weight, kEps), flat_y.narrow(0, row, 1)));
+      }
+    }
+  }
+}
+
+// Without a gradient to record the norm is the rows kernel alone; with one, the same values.
+TEST(RmsNormRows, ServeTheNormWithAndWithoutAGradient) {
+  const RowCase c = row_case({2, 5}, 48);
+  const at::Tensor kernel = rms_norm_rows(c.x, c.weight, kEps);
+  {
+    at::NoGradGuard no_grad;
+    const at::Tensor y = rms_norm_with_backward(c.x.clone().requires_grad_(true), c.weight, kEps);
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_TRUE(at::equal(y, kernel));
+  }
+  const at::Tensor recorded = rms_norm_with_backward(c.x.clone().requires_grad_(true), c.weight, kEps);
+  EXPECT_TRUE(recorded.requires_grad());
+  EXPECT_TRUE(at::equal(recorded.detach(), kernel));
+}
+
+TEST(RmsNormRows, ApplyToBf16RowsOnTheCpuWithAWeightOfTheirWidth) {
+  const RowCase c = row_case({2, 3}, 8);
+  EXPECT_TRUE(rms_norm_rows_apply(c.x, c.weight));
+  const at::Tensor strided = c.x.transpose(0, 1);  // copied to rows first
+  ASSERT_FALSE(strided.is_contiguous());
+  EXPECT_TRUE(at::equal(rms_norm_rows(strided, c.weight, kEps), rms_norm_rows(c.x, c.weight, kEps).transpose(0, 1)));
+  EXPECT_FALSE(rms_norm_rows_apply(c.x.to(at::kFloat), c.weight.to(at::kFloat)));
+  EXPECT_FALSE(rms_norm_rows_apply(c.x, c.weight.to(at::kFloat)));
+  EXPECT_FALSE(rms_norm_rows_apply(c.x, at::ones({9}, at::kBFloat16)));
+  EXPECT_THROW(rms_norm_rows(c.x, at::ones({9}, at::kBFloat16), kEps), c10::Error);
+}
+
 TEST(RmsNormBackward, MatchesAutogradThroughTheEagerFormulaInFloat32) {
   const Inputs in = inputs(at::kFloat);
   for (bool weight_trains : {true, false}) {
@@ -69,7 +144,7 @@ TEST(RmsNormBackward, MatchesAutogradThroughTheEagerFormulaInFloat32) {
   }
 }
 
-// bf16 rows take the fused backward: widths on and off its 16-wide lanes, the weight training or not.
+// bf16 rows take the row kernels: widths on and off its 16-wide lanes, the weight training or not.
 TEST(RmsNormBackward, MatchesAutogradThroughTheEagerFormulaInBfloat16) {
   for (int64_t width : {48, 53}) {
     for (bool weight_trains : {true, false}) {
@@ -79,7 +154,9 @@ TEST(RmsNormBackward, MatchesAutogradThroughTheEagerFormulaInBfloat16) {
           [](const at::Tensor& x, const at::Tensor& w) { return rms_norm_with_backward(x, w, kEps); }, in.x,
           in.weight, in.upstream, weight_trains);
       const Gradients eager = run(eager_rms_norm, in.x, in.weight, in.upstream, weight_trains);
-      EXPECT_EQ(max_difference(mine.y, eager.y), 0.0);
+      // The rows kernel sums the squares in another order: a value may land one bf16 step away.
+      const at::Tensor y_error = (mine.y.to(at::kFloat) - eager.y.to(at::kFloat)).abs();
+      EXPECT_TRUE(at::all(y_error <= eager.y.to(at::kFloat).abs() * (1.0 / 128)).item<bool>());
       // The same steps in the same dtypes: at most a bf16 rounding apart where fp32 sums differ in order.
       const at::Tensor x_error = (mine.x.to(at::kFloat) - eager.x.to(at::kFloat)).abs();
       EXPECT_TRUE(at::all(x_error <= eager.x.to(at::kFloat).abs() * (1.0 / 128) + 1e-6).item<bool>());
