@@ -1,7 +1,6 @@
 // Query-blocked causal attention: forward block by block, backward recomputing each block's softmax.
 #include "model/blocked_attention.h"
 
-#include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/vector_math.h"
 
 namespace remora {
@@ -109,7 +109,7 @@ void for_each_block_row(const at::Tensor& scores, const at::Tensor& bias, const 
   const int64_t rows = scores.numel() / b.keys, rows_per_batch = rows / h.B, T = bias.size(-1);
   const uint16_t* score_bits = bf16_bits(scores);
   const uint16_t* bias_bits = bf16_bits(bias);
-  at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / b.keys), [&](int64_t begin, int64_t end) {
+  parallel_for(0, rows, std::max<int64_t>(1, 32768 / b.keys), [&](int64_t begin, int64_t end) {
     std::vector<float> scratch(b.keys);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t batch = r / rows_per_batch, query = b.start + r % b.rows;

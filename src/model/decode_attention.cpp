@@ -1,7 +1,6 @@
 // Attention of one-position decode steps over the KV cache.
 #include "model/decode_attention.h"
 
-#include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <c10/util/BFloat16.h>
 
@@ -9,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/parallel.h"
 #include "core/vector_math.h"
 
 namespace remora {
@@ -85,7 +85,7 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& keys, const a
   // serving's load (32 rows of 16-100 positions, HTTP threads on the same 2 cores) splitting the heads
   // over two threads made the engine wait at the region's barrier, 369 against 493 tokens/s serial.
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 21) / std::max<int64_t>(1, S * Dh));
-  at::parallel_for(0, B * H, grain, [&](int64_t begin, int64_t end) {
+  parallel_for(0, B * H, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> query(Dh), scores(S), mixed(Dh);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / H, h = task % H, kv = h / G;

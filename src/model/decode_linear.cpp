@@ -2,7 +2,6 @@
 // x, accumulating in fp32 lanes (AVX-512 BF16 dot products, AVX-512 or AVX2 FMAs, chosen at run time).
 #include "model/decode_linear.h"
 
-#include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <c10/util/BFloat16.h>
 
@@ -12,6 +11,8 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "core/parallel.h"
 
 #if defined(__x86_64__)
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() and warn about it where they are
@@ -168,7 +169,7 @@ void project(const uint16_t* x_bits, int64_t rows, const uint16_t* w, int64_t in
     }
   }
   const int64_t row_work = in * int64_t(sizeof(uint16_t)) * rows;
-  at::parallel_for(0, out, std::max<int64_t>(1, kBytesPerTask / row_work), [&](int64_t begin, int64_t end) {
+  parallel_for(0, out, std::max<int64_t>(1, kBytesPerTask / row_work), [&](int64_t begin, int64_t end) {
     float sums[Kernel::kRows];
     for (int64_t o = begin; o < end; ++o) {
       for (int64_t b0 = 0; b0 < rows; b0 += Kernel::kRows) {

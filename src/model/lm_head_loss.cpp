@@ -1,7 +1,6 @@
 // Chunked LM-head cross-entropy with a hand-written backward (bf16 rows in one fused pass on the CPU).
 #include "model/lm_head_loss.h"
 
-#include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/vector_math.h"
 
 namespace remora {
@@ -61,7 +61,7 @@ void fused_chunk_loss(const at::Tensor& logits, const at::Tensor& targets, bool 
   out.loss = at::empty({rows}, logits.options().dtype(at::kFloat));
   float* loss = out.loss.data_ptr<float>();
   uint16_t* bits = mutable_bf16_bits(logits);
-  at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / vocab), [&](int64_t begin, int64_t end) {
+  parallel_for(0, rows, std::max<int64_t>(1, 32768 / vocab), [&](int64_t begin, int64_t end) {
     std::vector<float> exps(vocab);
     for (int64_t r = begin; r < end; ++r) {
       loss[r] = cross_entropy_row(bits + r * vocab, vocab, target[r], row_scale ? row_scale[r] : 1.0f, gradient,

@@ -1,11 +1,10 @@
 // RMSNorm over bf16 rows on the CPU, one pass a row: the forward with its per-row scale, and x's gradient.
 #include "model/rms_norm_rows.h"
 
-#include <ATen/Parallel.h>
-
 #include <cmath>
 #include <vector>
 
+#include "core/parallel.h"
 #include "core/vector_math.h"
 
 namespace remora {
@@ -77,7 +76,7 @@ at::Tensor rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double e
   const uint16_t *x_bits = bf16_bits(in), *weight_bits = bf16_bits(w);
   uint16_t* out = mutable_bf16_bits(y);
   float* scale = scales.data_ptr<float>();
-  at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
+  parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       scale[r] = rms_norm_forward_row(x_bits + r * width, weight_bits, width, static_cast<float>(eps), out + r * width);
     }
@@ -101,7 +100,7 @@ at::Tensor rms_norm_rows_grad_x(const at::Tensor& x, const at::Tensor& weight, c
   const uint16_t *x_bits = bf16_bits(x), *grad_bits = bf16_bits(upstream), *weight_bits = bf16_bits(weight);
   const float* inverse_rms_data = inverse.data_ptr<float>();
   uint16_t* out = mutable_bf16_bits(grad_x);
-  at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
+  parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
     std::vector<float> scaled_grad(width);
     for (int64_t r = begin; r < end; ++r) {
       rms_norm_backward_row(x_bits + r * width, grad_bits + r * width, weight_bits, inverse_rms_data[r], width,

@@ -1,9 +1,9 @@
 // SwiGLU's gating, fused into one pass over its inputs for bf16 on the CPU, with a recomputing backward.
 #include "model/swiglu.h"
 
-#include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
+#include "core/parallel.h"
 #include "core/vector_math.h"
 
 namespace remora {
@@ -48,7 +48,7 @@ bool fused_applies(const at::Tensor& gate, const at::Tensor& up) {
 at::Tensor product(const at::Tensor& gate, const at::Tensor& up) {
   if (!fused_applies(gate, up)) return at::silu(gate) * up;
   at::Tensor out = at::empty_like(gate);
-  at::parallel_for(0, gate.numel(), kGrain, [&](int64_t begin, int64_t end) {
+  parallel_for(0, gate.numel(), kGrain, [&](int64_t begin, int64_t end) {
     gate_forward(bf16_bits(gate) + begin, bf16_bits(up) + begin, mutable_bf16_bits(out) + begin, end - begin);
   });
   return out;
@@ -67,7 +67,7 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
     const bool gate_trains = ctx->needs_input_grad(0), up_trains = ctx->needs_input_grad(1);
     if (fused_applies(gate, up) && grad.scalar_type() == at::kBFloat16) {
       at::Tensor grad_gate = at::empty_like(gate), grad_up = at::empty_like(up);
-      at::parallel_for(0, gate.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      parallel_for(0, gate.numel(), kGrain, [&](int64_t begin, int64_t end) {
         gate_backward(bf16_bits(gate) + begin, bf16_bits(up) + begin, bf16_bits(grad) + begin,
                       mutable_bf16_bits(grad_gate) + begin, mutable_bf16_bits(grad_up) + begin, end - begin);
       });

@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "eval/generate.h"
 #include "eval/stop_strings.h"
 #include "serve/api_error.h"
@@ -147,6 +148,7 @@ EngineStats Engine::stats() const {
 
 void Engine::loop() {
   at::NoGradGuard no_grad;  // grad mode is per thread
+  const KernelsOnThisThread serial_kernels;  // per thread too: see core/parallel.h
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mutex_);

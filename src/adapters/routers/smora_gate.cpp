@@ -1,12 +1,12 @@
 // SMoRA's gate from its router's logits in one pass per token on the CPU, with a hand-written backward.
 #include "adapters/routers/smora_gate.h"
 
-#include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/vector_math.h"
 
 namespace remora {
@@ -85,7 +85,7 @@ GateForward gate_forward(const at::Tensor& logits, const at::Tensor& bias, const
   float *s = out.sigmoid.data_ptr<float>(), *t = out.top.data_ptr<float>();
   float *a = out.gate.affinity.data_ptr<float>(), *w = out.gate.weights.data_ptr<float>();
   int64_t* sel = out.gate.selected.data_ptr<int64_t>();
-  at::parallel_for(0, shape.rows, std::max<int64_t>(1, kGrainScores / shape.ranks()), [&](int64_t begin, int64_t end) {
+  parallel_for(0, shape.rows, std::max<int64_t>(1, kGrainScores / shape.ranks()), [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n) {
       gate_row(l + n * shape.groups, b, shape, s + n * shape.groups, a + n * shape.ranks(), w + n * shape.ranks(),
                sel + n * shape.k, t + n * shape.k);
@@ -119,7 +119,7 @@ struct SmoraGateFunction : torch::autograd::Function<SmoraGateFunction> {
     const float *dw = grad.data_ptr<float>(), *s = sigmoid.data_ptr<float>(), *t = top.data_ptr<float>();
     const int64_t* sel = selected.data_ptr<int64_t>();
     float* dl = grad_logits.data_ptr<float>();
-    at::parallel_for(0, shape.rows, std::max<int64_t>(1, kGrainScores / shape.ranks()), [&](int64_t begin, int64_t end) {
+    parallel_for(0, shape.rows, std::max<int64_t>(1, kGrainScores / shape.ranks()), [&](int64_t begin, int64_t end) {
       for (int64_t n = begin; n < end; ++n) {
         gate_backward_row(dw + n * shape.ranks(), s + n * shape.groups, sel + n * shape.k, t + n * shape.k, shape,
                           dl + n * shape.groups);
