@@ -8,7 +8,7 @@ namespace remora {
 // True for bf16 x [..., size] on the CPU with a bf16 weight [size]. Why: the eager RMSNorm is eight
 // ATen calls (casts, pow, mean, add, rsqrt, two products), each a pass over the rows and most of them
 // over an fp32 copy; a decode step's row is a few hundred values, where each call costs more than the
-// arithmetic, and a training step's rows spend ~2% of the step in them.
+// arithmetic, and a training step's [2048, 512] took 0.48-0.71 ms on 2 threads against 0.25 here.
 bool rms_norm_rows_apply(const at::Tensor& x, const at::Tensor& weight);
 
 // weight * bf16(x * rsqrt(mean(x^2) + eps)), x in fp32: the eager formula and its roundings, only the
