@@ -11,6 +11,7 @@
 #include "model/decode_attention.h"
 #include "model/decode_linear.h"
 #include "model/rms_norm_autograd.h"
+#include "model/rms_norm_rows.h"
 #include "model/rope.h"
 #include "model/swiglu.h"
 
@@ -39,6 +40,10 @@ RMSNorm::RMSNorm(int64_t size, double eps, const at::TensorOptions& options) : e
 }
 
 at::Tensor RMSNorm::forward(const at::Tensor& x) {
+  // Decode steps (the rows decode_linear serves) in one pass a row; the rest by the eager formula's bits.
+  if (decode_linear_applies(x, weight.view({1, -1})) && rms_norm_rows_apply(x, weight)) {
+    return rms_norm_rows(x, weight, eps);
+  }
   return rms_norm_with_backward(x, weight, eps);
 }
 

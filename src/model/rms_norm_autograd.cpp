@@ -1,4 +1,4 @@
-// RMSNorm with a hand-written backward that keeps only x and one fp32 scale a row (bf16 rows on the CPU fused).
+// RMSNorm with a hand-written backward that keeps only x and one fp32 scale a row (its bf16 rows fused on the CPU).
 #include "model/rms_norm_autograd.h"
 
 #include <torch/autograd.h>
@@ -13,14 +13,9 @@ using torch::autograd::variable_list;
 
 struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, double eps) {
-    at::Tensor inverse_rms, y;  // inverse_rms: [..., 1] fp32
-    if (rms_norm_rows_apply(x, weight)) {
-      y = rms_norm_rows(x, weight, eps, &inverse_rms);
-    } else {
-      const at::Tensor x32 = x.to(at::kFloat);
-      inverse_rms = at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
-      y = weight * (x32 * inverse_rms).to(x.scalar_type());
-    }
+    const at::Tensor x32 = x.to(at::kFloat);
+    at::Tensor inverse_rms = at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);  // [..., 1] fp32
+    at::Tensor y = weight * (x32 * inverse_rms).to(x.scalar_type());
     ctx->save_for_backward({x, weight, inverse_rms});
     return y;
   }
@@ -56,9 +51,6 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
 }  // namespace
 
 at::Tensor rms_norm_with_backward(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  // Without a gradient to record (decode steps, scoring), the rows kernel alone: no autograd node.
-  const bool records = at::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad());
-  if (!records && rms_norm_rows_apply(x, weight)) return rms_norm_rows(x, weight, eps);
   return RmsNormFunction::apply(x, weight, eps);
 }
 

@@ -13,8 +13,8 @@ namespace {
 // Rows per parallel task: ~16K values, so that a decode step's few rows stay on the calling thread.
 int64_t row_grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)); }
 
-// One row of y = bf16(w * bf16(x * r)), r = 1 / sqrt(sum(x^2) / D + eps) in fp32; returns r.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) float rms_norm_forward_row(
+// One row of y = bf16(w * bf16(x * r)), r = 1 / sqrt(sum(x^2) / D + eps) in fp32.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void rms_norm_forward_row(
     const uint16_t* x, const uint16_t* weight, int64_t width, float eps, uint16_t* y) {
   float lane_sum[kLanes] = {};
   int64_t j = 0;
@@ -24,13 +24,15 @@ __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) fl
       lane_sum[lane] += v * v;
     }
   }
-  for (; j < width; ++j) lane_sum[0] += bf16_to_float(x[j]) * bf16_to_float(x[j]);
+  for (; j < width; ++j) lane_sum[j % kLanes] += bf16_to_float(x[j]) * bf16_to_float(x[j]);
+  // The lanes added in order, as the decode steps of the recorded figures did (see the header).
+  float sum = 0;
+  for (float lane : lane_sum) sum += lane;
   // at::rsqrt is 1 / sqrt on the CPU, and mean is the sum divided by the count.
-  const float inverse_rms = 1.0f / std::sqrt(sum_lanes(lane_sum) / static_cast<float>(width) + eps);
+  const float inverse_rms = 1.0f / std::sqrt(sum / static_cast<float>(width) + eps);
   for (j = 0; j < width; ++j) {
     y[j] = float_to_bf16(bf16_to_float(weight[j]) * round_through_bf16(bf16_to_float(x[j]) * inverse_rms));
   }
-  return inverse_rms;
 }
 
 // One row of d x, the steps of the eager backward with their roundings (see the header).
@@ -64,24 +66,19 @@ bool rms_norm_rows_apply(const at::Tensor& x, const at::Tensor& weight) {
          weight.size(0) == x.size(-1);
 }
 
-at::Tensor rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps, at::Tensor* inverse_rms) {
+at::Tensor rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps) {
   TORCH_CHECK(rms_norm_rows_apply(x, weight), "rms_norm_rows: expected bf16 x [..., ", weight.size(0),
               "] on the CPU and a bf16 weight of that size, got x ", x.sizes(), " ", x.scalar_type());
   const int64_t width = x.size(-1), rows = width == 0 ? 0 : x.numel() / width;
   const at::Tensor in = x.contiguous(), w = weight.contiguous();
   at::Tensor y = at::empty_like(in);
-  std::vector<int64_t> scale_sizes = x.sizes().vec();
-  scale_sizes.back() = 1;
-  at::Tensor scales = at::empty(scale_sizes, x.options().dtype(at::kFloat));
   const uint16_t *x_bits = bf16_bits(in), *weight_bits = bf16_bits(w);
   uint16_t* out = mutable_bf16_bits(y);
-  float* scale = scales.data_ptr<float>();
   parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      scale[r] = rms_norm_forward_row(x_bits + r * width, weight_bits, width, static_cast<float>(eps), out + r * width);
+      rms_norm_forward_row(x_bits + r * width, weight_bits, width, static_cast<float>(eps), out + r * width);
     }
   });
-  if (inverse_rms != nullptr) *inverse_rms = scales;
   return y;
 }
 
