@@ -1,4 +1,4 @@
-// RMSNorm with a hand-written backward that keeps only x and one fp32 scale a row (its bf16 rows fused on the CPU).
+// RMSNorm outside decode steps, with a hand-written backward (one fused pass a row for bf16 on the CPU).
 #include "model/rms_norm_autograd.h"
 
 #include <torch/autograd.h>

@@ -1,4 +1,4 @@
-// RMSNorm with a hand-written backward that keeps only the input and one fp32 scale per row.
+// RMSNorm outside decode steps, with a hand-written backward that keeps only the input and one fp32 scale per row.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -1,4 +1,4 @@
-// RMSNorm over bf16 rows on the CPU, one pass a row: the forward with its per-row scale, and x's gradient.
+// RMSNorm over bf16 rows on the CPU, one pass a row: the forward of decode steps, and x's gradient.
 #include "model/rms_norm_rows.h"
 
 #include <cmath>
