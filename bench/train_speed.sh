@@ -4,7 +4,7 @@
 # input tokens/s, the fraction of the bf16 GEMM throughput `remora bench` measures (remora's, and from
 # it the reference's), peak resident memory, and ReMix's cost per routed sample at M = 8 against M = 2
 # (with the step split into a fixed and a per-sample part). Prints Markdown tables.
-#   bash bench/train_speed.sh [build-dir]     (after scripts/setup.sh; ~14 minutes on 2 cores)
+#   bash bench/train_speed.sh [build-dir]     (after scripts/setup.sh; ~9 minutes on 2 cores)
 # THREADS (default 2), STEPS (timed steps at the first shape, default 10).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
