@@ -1,7 +1,7 @@
 // Load test of `remora serve`: requests/s, output tokens/s, latency and time to first token at 1, 8 and
 // 32 concurrent streaming clients spread over the base model and its adapters (official openai client).
 // Usage: node bench/serve_bench.mjs --url http://127.0.0.1:PORT --models base,lora,remix,smora
-//          [--clients 1,8,32] [--requests-per-client 4] [--max-tokens 64] [--api-key KEY]
+//          [--clients 1,8,32] [--requests-per-client 4] [--max-tokens 64] [--prompt-words 0] [--api-key KEY]
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,9 +16,14 @@ const models = option("--models", "base").split(",");
 const clientCounts = option("--clients", "1,8,32").split(",").map(Number);
 const perClient = Number(option("--requests-per-client", "4"));
 const maxTokens = Number(option("--max-tokens", "64"));
+const promptWords = Number(option("--prompt-words", "0"));
 const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: option("--api-key", "none"), maxRetries: 0 });
 const PROMPTS = ["The apple is", "What color is the", "A ball", "The moon", "Tell me about the box", "The sun is",
   "Why is the", "My cat"];
+// Long prompts (time to first token is then mostly prefill): words from a fixed text, repeated, before each prompt.
+const FILLER = "the red apple sat on the old wooden table next to a blue cup and a small green box".split(" ");
+const prefix = Array.from({ length: promptWords }, (_, i) => FILLER[i % FILLER.length]).join(" ");
+const promptFor = (k) => (prefix ? `${prefix} ${PROMPTS[k % PROMPTS.length]}` : PROMPTS[k % PROMPTS.length]);
 
 const percentile = (values, p) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -30,7 +35,7 @@ async function one(k) {
   let first = null;
   let tokens = 0;
   // Sampling with a fixed seed and no stop: every request generates max_tokens unless eos comes first.
-  const stream = await client.completions.create({ model: models[k % models.length], prompt: PROMPTS[k % PROMPTS.length],
+  const stream = await client.completions.create({ model: models[k % models.length], prompt: promptFor(k),
     max_tokens: maxTokens, temperature: 1, seed: k, stream: true, stream_options: { include_usage: true } });
   for await (const chunk of stream) {
     if (first === null && chunk.choices.length && chunk.choices[0].text) first = performance.now() - start;

@@ -2,17 +2,20 @@
 # `remora serve` under load: the small preset (32M, bf16) with its own tokenizer and three adapters (LoRA on
 # every projection, ReMix 8 experts top-2 on every projection, SMoRA r 64 top-8 on the FFN), clients
 # spread over the base and the adapters, streaming 64 sampled tokens each (bench/serve_bench.mjs).
-# Usage: bash bench/serve_bench.sh [BUILD_DIR] [--threads N] [--max-num-seqs N] [--padded-attention]   (after building)
+# Usage: bash bench/serve_bench.sh [BUILD_DIR] [--threads N] [--max-num-seqs N] [--padded-attention]
+#          [--clients 1,8,32] [--prompt-words N]   (after building; N words of filler before each prompt)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${REMORA_BUILD_DIR:-$root/build}"
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then build="$1"; shift; fi
-threads=2 seqs=32 extra=()
+threads=2 seqs=32 clients=1,8,32 words=0 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --padded-attention) extra+=(--padded-attention); shift ;;
     --threads) threads="$2"; shift 2 ;;
     --max-num-seqs) seqs="$2"; shift 2 ;;
+    --clients) clients="$2"; shift 2 ;;
+    --prompt-words) words="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -32,5 +35,7 @@ trap '[ -z "$server" ] || kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 server=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/serve.log" && break; sleep 0.1; done
 url="$(grep -o 'http://[0-9.]*:[0-9]*' "$work/serve.log")"
-echo "remora serve, small preset, --threads $threads, --max-num-seqs $seqs ${extra[*]+${extra[*]}}; models base, lora, remix, smora in turn"
-node "$root/bench/serve_bench.mjs" --url "$url" --models base,lora,remix,smora --clients 1,8,32 --requests-per-client 4 --max-tokens 64
+filler=""; [ "$words" = 0 ] || filler="; $words filler words before each prompt"
+echo "remora serve, small preset, --threads $threads, --max-num-seqs $seqs ${extra[*]+${extra[*]}}; models base, lora, remix, smora in turn$filler"
+node "$root/bench/serve_bench.mjs" --url "$url" --models base,lora,remix,smora --clients "$clients" --requests-per-client 4 \
+  --max-tokens 64 --prompt-words "$words"
