@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+# Where a step's time goes: self and inclusive milliseconds per step of each op in a REMORA_PROFILE trace.
+#
+#   REMORA_PROFILE=trace.json remora bench --recipe R.yaml --steps 8 ...
+#   python3 bench/profile_ops.py trace.json [--top 30] [--op aten::mm]
+#
+# A training trace is cut to its steady state: from the 4th backward of the loss to the last (the
+# first three steps are bench's warm-up), so every figure is per step. Other traces (decode) are read
+# whole, per trace. "Self" is an op's time less the ops it called, on its own thread. Calls longer
+# than 20 times their op's median (the machine stalling; one 200 ms logsumexp has been seen) are left
+# out and reported on the last line, so that one stall does not pass for an op's cost. --op lists
+# what called that op instead (the chain of its three nearest callers).
+import argparse
+import collections
+import json
+import statistics
+
+
+def load(path):
+    events = [e for e in json.load(open(path)) if e.get("ph") == "X"]
+    marks = sorted(e["ts"] for e in events
+                   if e["name"].startswith("autograd::engine::evaluate_function") and "TokenCrossEntropy" in e["name"])
+    if len(marks) >= 5:
+        events = [e for e in events if marks[3] <= e["ts"] < marks[-1]]
+        return events, len(marks) - 4, "step"
+    return events, 1, "trace"
+
+
+def stalls(events):
+    """The events over 20x (+0.2 ms) their op's median duration."""
+    durations = collections.defaultdict(list)
+    for e in events:
+        durations[e["name"]].append(e["dur"])
+    median = {name: statistics.median(d) for name, d in durations.items()}
+    return {id(e) for e in events if e["dur"] > 20 * median[e["name"]] + 200}
+
+
+def walk(events):
+    """(event, its callers nearest first) for every event, per thread in time order."""
+    by_thread = collections.defaultdict(list)
+    for e in events:
+        by_thread[e["tid"]].append(e)
+    for thread_events in by_thread.values():
+        thread_events.sort(key=lambda e: (e["ts"], -e["dur"]))
+        stack = []
+        for e in thread_events:
+            while stack and stack[-1]["ts"] + stack[-1]["dur"] <= e["ts"]:
+                stack.pop()
+            yield e, stack[::-1]
+            stack.append(e)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("trace")
+    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--op", help="list the callers of this op instead")
+    a = parser.parse_args()
+    events, count, unit = load(a.trace)
+    stalled = stalls(events)
+    self_us, total_us, calls = collections.Counter(), collections.Counter(), collections.Counter()
+    callers = collections.Counter()
+    top_level = stalled_us = 0.0
+    for e, stack in walk(events):
+        if any(id(s) in stalled for s in stack):
+            continue  # inside a stall: counted with it
+        if id(e) in stalled:
+            # Taken out of its callers' figures too.
+            stalled_us += e["dur"]
+            if stack:
+                self_us[stack[0]["name"]] -= e["dur"]
+            for s in stack:
+                total_us[s["name"]] -= e["dur"]
+            top_level -= e["dur"] if stack else 0
+            continue
+        if stack:
+            self_us[stack[0]["name"]] -= e["dur"]
+        else:
+            top_level += e["dur"]
+        self_us[e["name"]] += e["dur"]
+        total_us[e["name"]] += e["dur"]
+        calls[e["name"]] += 1
+        if e["name"] == a.op:
+            callers[" < ".join(s["name"] for s in stack[:3]) or "(called by remora)"] += e["dur"]
+    ms = lambda us: us / 1000 / count  # noqa: E731
+    print(f"{count} {unit}(s); top-level ops {ms(top_level):.1f} ms per {unit}, stalls left out {ms(stalled_us):.1f} ms")
+    if a.op:
+        for chain, us in callers.most_common(a.top):
+            print(f"{ms(us):8.1f} ms  {chain}")
+        return
+    print(f"{'self ms':>8} {'incl ms':>8} {'calls':>7}  op (per {unit})")
+    for name, us in self_us.most_common(a.top):
+        print(f"{ms(us):8.1f} {ms(total_us[name]):8.1f} {calls[name] / count:7.1f}  {name}")
+
+
+if __name__ == "__main__":
+    main()
