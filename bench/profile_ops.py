@@ -64,18 +64,15 @@ def main():
     for e, stack in walk(events):
         if any(id(s) in stalled for s in stack):
             continue  # inside a stall: counted with it
-        if id(e) in stalled:
-            # Taken out of its callers' figures too.
+        if stack:
+            self_us[stack[0]["name"]] -= e["dur"]
+        if id(e) in stalled:  # out of its callers' figures too
             stalled_us += e["dur"]
-            if stack:
-                self_us[stack[0]["name"]] -= e["dur"]
             for s in stack:
                 total_us[s["name"]] -= e["dur"]
             top_level -= e["dur"] if stack else 0
             continue
-        if stack:
-            self_us[stack[0]["name"]] -= e["dur"]
-        else:
+        if not stack:
             top_level += e["dur"]
         self_us[e["name"]] += e["dur"]
         total_us[e["name"]] += e["dur"]

@@ -15,14 +15,16 @@ struct RouterLogits : torch::autograd::Function<RouterLogits> {
     return at::linear(x.to(weight.scalar_type()), weight);
   }
 
-  // at::linear's two-dimensional backward: dx = dy W, dW = (x^T dy)^T, x cast as the forward did.
+  // at::linear's two-dimensional backward, the same GEMM calls as autograd's: dx = dy W, dW = dy^T x, x
+  // cast as the forward did. (x^T dy transposed holds the same numbers but not always the same bits:
+  // OpenBLAS sums the two in different orders on some CPUs.)
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &weight = saved[1];
     const at::Tensor& grad = grads[0];
     at::Tensor grad_x, grad_weight;
     if (ctx->needs_input_grad(0)) grad_x = grad.mm(weight).to(x.scalar_type());
-    if (ctx->needs_input_grad(1)) grad_weight = x.to(weight.scalar_type()).t().mm(grad).t();
+    if (ctx->needs_input_grad(1)) grad_weight = grad.t().mm(x.to(weight.scalar_type()));
     return {grad_x, grad_weight};
   }
 };
