@@ -6,10 +6,11 @@
 #
 # A training trace is cut to its steady state: from the 4th backward of the loss to the last (the
 # first three steps are bench's warm-up), so every figure is per step (one backward, optimizer step
-# and forward; --steps N gives N - 1 of them). Other traces (decode) are read whole, per trace. "Self" is an op's time less the ops it called, on its own thread. Calls longer
-# than 20 times their op's median (the machine stalling; one 200 ms logsumexp has been seen) are left
-# out and reported on the last line, so that one stall does not pass for an op's cost. --op lists
-# what called that op instead (the chain of its three nearest callers).
+# and forward; --steps N gives N - 1 of them). Other traces (decode) are read whole, per trace.
+# "Self" is an op's time less the ops it called, on its own thread. Calls longer than 20 times their
+# op's median (the machine stalling; one 200 ms logsumexp has been seen) are left out and reported on
+# the first line, so that one stall does not pass for an op's cost. --op lists what called that op
+# instead (the chain of its three nearest callers).
 import argparse
 import collections
 import json
