@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "train/fused_adamw.h"
+
 namespace remora {
 
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<at::Tensor>& decayed,
@@ -18,7 +20,7 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<at::Tensor
   groups.emplace_back(decayed, options(recipe.lr, recipe.weight_decay));
   groups.emplace_back(routers, options(recipe.router_lr.value_or(recipe.lr), 0.0));
   groups.emplace_back(not_decayed, options(recipe.lr, 0.0));
-  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(recipe.lr));
+  return std::make_unique<FusedAdamW>(groups, torch::optim::AdamWOptions(recipe.lr));
 }
 
 double lr_factor(const Recipe& recipe, int64_t step, int64_t total) {
