@@ -80,44 +80,51 @@ void expect_bits_equal(const std::vector<at::Tensor>& a, const std::vector<at::T
   }
 }
 
-TEST(FusedAdamW, StepsAreBitIdenticalToLibTorchAdamW) {
-  torch::manual_seed(3);
-  const Groups fused_params = Groups::make(), eager_params = fused_params.clone();
-  FusedAdamW fused(fused_params.param_groups());
-  torch::optim::AdamW eager(eager_params.param_groups());
-  for (int step = 0; step < 6; ++step) {
-    if (step == 3) {  // a schedule changing the lr between steps, as apply_lr does
-      for (auto* optimizer : {static_cast<torch::optim::Optimizer*>(&fused), static_cast<torch::optim::Optimizer*>(&eager)}) {
-        for (auto& group : optimizer->param_groups()) group.options().set_lr(group.options().get_lr() * 0.5);
-      }
-    }
+// The same parameters under FusedAdamW and LibTorch's AdamW, stepped with the same gradients.
+struct SideBySide {
+  Groups fused_params, eager_params;
+  FusedAdamW fused;
+  torch::optim::AdamW eager;
+
+  explicit SideBySide(bool amsgrad = false)
+      : fused_params(Groups::make()), eager_params(fused_params.clone()),
+        fused(fused_params.param_groups(amsgrad)), eager(eager_params.param_groups(amsgrad)) {}
+
+  void step(int step) {
     set_gradients(fused_params.all(), eager_params.all(), step);
     fused.step();
     eager.step();
-    expect_bits_equal(fused_params.all(), eager_params.all());
+  }
+};
+
+TEST(FusedAdamW, StepsAreBitIdenticalToLibTorchAdamW) {
+  torch::manual_seed(3);
+  SideBySide run;
+  for (int step = 0; step < 6; ++step) {
+    if (step == 3) {  // a schedule changing the lr between steps, as apply_lr does
+      for (torch::optim::Optimizer* optimizer : std::vector<torch::optim::Optimizer*>{&run.fused, &run.eager}) {
+        for (auto& group : optimizer->param_groups()) group.options().set_lr(group.options().get_lr() * 0.5);
+      }
+    }
+    run.step(step);
+    expect_bits_equal(run.fused_params.all(), run.eager_params.all());
   }
 }
 
 // The saved state is LibTorch's: a run saved by one optimizer resumes in the other to the same bits.
 TEST(FusedAdamW, SavedStateResumesInLibTorchAdamWAndBack) {
   torch::manual_seed(4);
-  const Groups fused_params = Groups::make(), eager_params = fused_params.clone();
-  FusedAdamW fused(fused_params.param_groups());
-  torch::optim::AdamW eager(eager_params.param_groups());
-  for (int step = 0; step < 2; ++step) {
-    set_gradients(fused_params.all(), eager_params.all(), step);
-    fused.step();
-    eager.step();
-  }
+  SideBySide run;
+  for (int step = 0; step < 2; ++step) run.step(step);
   torch::serialize::OutputArchive fused_saved, eager_saved;
-  fused.save(fused_saved);
-  eager.save(eager_saved);
+  run.fused.save(fused_saved);
+  run.eager.save(eager_saved);
   std::ostringstream fused_bytes, eager_bytes;
   fused_saved.save_to(fused_bytes);
   eager_saved.save_to(eager_bytes);
 
   // Swap: the eager optimizer resumes the fused run's state and the other way round.
-  const Groups resumed_by_eager = fused_params.clone(), resumed_by_fused = eager_params.clone();
+  const Groups resumed_by_eager = run.fused_params.clone(), resumed_by_fused = run.eager_params.clone();
   torch::optim::AdamW eager_resume(resumed_by_eager.param_groups());
   FusedAdamW fused_resume(resumed_by_fused.param_groups());
   torch::serialize::InputArchive fused_in, eager_in;
@@ -153,14 +160,10 @@ TEST(FusedAdamW, BumpsVersionsSoCachedCastsAreRenewed) {
 // What it does not fuse (amsgrad, non-contiguous parameters) is LibTorch's step, bit for bit.
 TEST(FusedAdamW, AmsgradAndStridedParametersTakeLibTorchsStep) {
   torch::manual_seed(5);
-  const Groups fused_params = Groups::make(), eager_params = fused_params.clone();
-  FusedAdamW fused(fused_params.param_groups(true));
-  torch::optim::AdamW eager(eager_params.param_groups(true));
+  SideBySide run(/*amsgrad=*/true);
   for (int step = 0; step < 3; ++step) {
-    set_gradients(fused_params.all(), eager_params.all(), step);
-    fused.step();
-    eager.step();
-    expect_bits_equal(fused_params.all(), eager_params.all());
+    run.step(step);
+    expect_bits_equal(run.fused_params.all(), run.eager_params.all());
   }
   at::Tensor strided_fused = at::randn({32, 16}).t().detach().set_requires_grad(true);
   at::Tensor strided_eager = strided_fused.detach().clone().set_requires_grad(true);  // the same strides
