@@ -123,7 +123,8 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
       auto& state = static_cast<AdamWParamState&>(*found->second);
       state.step(state.step() + 1);
       const double correction1 = 1 - std::pow(beta1, state.step()), correction2 = 1 - std::pow(beta2, state.step());
-      const Coefficients c{static_cast<float>(options.weight_decay() != 0 ? 1 - options.lr() * options.weight_decay() : 1.0),
+      const double decay = options.weight_decay() != 0 ? 1 - options.lr() * options.weight_decay() : 1.0;
+      const Coefficients c{static_cast<float>(decay),
                            static_cast<float>(beta1), static_cast<float>(1 - beta1),
                            static_cast<float>(beta2), static_cast<float>(1 - beta2),
                            static_cast<float>(std::sqrt(correction2)), static_cast<float>(options.eps()),
