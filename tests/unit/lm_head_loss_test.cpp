@@ -35,7 +35,11 @@ void expect_close(const at::Tensor& a, const at::Tensor& b, double tolerance) {
   EXPECT_LT((a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<double>(), tolerance);
 }
 
-TEST(LmHeadLoss, SpansSeveralChunks) { EXPECT_LT(lm_head_chunk_rows(kVocab) * 2, kRows); }
+TEST(LmHeadLoss, SpansSeveralChunks) {
+  for (auto dtype : {at::kFloat, at::kBFloat16}) {
+    EXPECT_LT(lm_head_chunk_rows(at::empty({kVocab, kHidden}, dtype)) * 2, kRows) << dtype;
+  }
+}
 
 void check_against_full_logits(at::ScalarType dtype, bool head_trains, double tolerance) {
   Case chunked = random_case(dtype, head_trains), full = random_case(dtype, head_trains);
