@@ -17,7 +17,7 @@ at::Tensor token_cross_entropy(const at::Tensor& hidden, const at::Tensor& head,
 std::pair<at::Tensor, at::Tensor> target_log_probs(const at::Tensor& hidden, const at::Tensor& head,
                                                    const at::Tensor& targets);
 
-// Rows of logits computed at once through `head` [V, D]: 4-6 MiB of work, at least one row.
-int64_t lm_head_chunk_rows(const at::Tensor& head);
+// Rows of [N, V] logits computed at once: at least 256, more while they stay under 2^20 logits.
+int64_t lm_head_chunk_rows(int64_t vocab);
 
 }  // namespace remora

@@ -8,7 +8,7 @@ namespace remora {
 namespace {
 
 // A vocabulary large enough that N rows span several chunks (the last one partial).
-constexpr int64_t kVocab = 50000, kRows = 200, kHidden = 16;
+constexpr int64_t kVocab = 20000, kRows = 600, kHidden = 16;
 
 struct Case {
   at::Tensor hidden, head, targets, weights;
@@ -35,11 +35,7 @@ void expect_close(const at::Tensor& a, const at::Tensor& b, double tolerance) {
   EXPECT_LT((a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<double>(), tolerance);
 }
 
-TEST(LmHeadLoss, SpansSeveralChunks) {
-  for (auto dtype : {at::kFloat, at::kBFloat16}) {
-    EXPECT_LT(lm_head_chunk_rows(at::empty({kVocab, kHidden}, dtype)) * 2, kRows) << dtype;
-  }
-}
+TEST(LmHeadLoss, SpansSeveralChunks) { EXPECT_LT(lm_head_chunk_rows(kVocab) * 2, kRows); }
 
 void check_against_full_logits(at::ScalarType dtype, bool head_trains, double tolerance) {
   Case chunked = random_case(dtype, head_trains), full = random_case(dtype, head_trains);
