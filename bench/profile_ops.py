@@ -2,7 +2,7 @@
 # Where a step's time goes: self and inclusive milliseconds per step of each op in a REMORA_PROFILE trace.
 #
 #   REMORA_PROFILE=trace.json remora bench --recipe R.yaml --steps 8 ...
-#   python3 bench/profile_ops.py trace.json [--top 30] [--op aten::mm]
+#   python3 bench/profile_ops.py trace.json [--top 30] [--op aten::mm | --shapes]
 #
 # A training trace is cut to its steady state: from the 4th backward of the loss to the last (the
 # first three steps are bench's warm-up), so every figure is per step (one backward, optimizer step
@@ -10,10 +10,12 @@
 # "Self" is an op's time less the ops it called, on its own thread. Calls longer than 20 times their
 # op's median (the machine stalling; one 200 ms logsumexp has been seen) are left out and reported on
 # the first line, so that one stall does not pass for an op's cost. --op lists what called that op
-# instead (the chain of its three nearest callers).
+# instead (the chain of its three nearest callers). --shapes keeps ops with different input shapes
+# apart (REMORA_PROFILE records them), with the GFLOP/s of each matrix product's shape.
 import argparse
 import collections
 import json
+import math
 import statistics
 
 
@@ -36,6 +38,22 @@ def stalls(events):
     return {id(e) for e in events if e["dur"] > 20 * median[e["name"]] + 200}
 
 
+def product_flops(name, dims):
+    """FLOPs of a matrix product from its input shapes ([.., m, k] x [.., k, n]), else None."""
+    if name not in ("aten::mm", "aten::bmm") or len(dims) < 2 or len(dims[0]) != len(dims[1]) or len(dims[0]) < 2:
+        return None
+    a, b = dims[0], dims[1]
+    return 2 * math.prod(a) * b[-1]
+
+
+def key(e, shapes):
+    """The name an event is summed under: the op, or the op and its input shapes."""
+    if not shapes:
+        return e["name"]
+    dims = [d for d in e.get("args", {}).get("Input Dims", []) if d]
+    return " ".join([e["name"]] + ["[" + ",".join(map(str, d)) + "]" for d in dims])
+
+
 def walk(events):
     """(event, its callers nearest first) for every event, per thread in time order."""
     by_thread = collections.defaultdict(list)
@@ -56,28 +74,32 @@ def main():
     parser.add_argument("trace")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--op", help="list the callers of this op instead")
+    parser.add_argument("--shapes", action="store_true", help="one row per op and input shapes")
     a = parser.parse_args()
     events, count, unit = load(a.trace)
     stalled = stalls(events)
     self_us, total_us, calls = collections.Counter(), collections.Counter(), collections.Counter()
-    callers = collections.Counter()
+    callers, flops = collections.Counter(), {}
     top_level = stalled_us = 0.0
     for e, stack in walk(events):
         if any(id(s) in stalled for s in stack):
             continue  # inside a stall: counted with it
         if stack:
-            self_us[stack[0]["name"]] -= e["dur"]
+            self_us[key(stack[0], a.shapes)] -= e["dur"]
         if id(e) in stalled:  # out of its callers' figures too
             stalled_us += e["dur"]
             for s in stack:
-                total_us[s["name"]] -= e["dur"]
+                total_us[key(s, a.shapes)] -= e["dur"]
             top_level -= e["dur"] if stack else 0
             continue
         if not stack:
             top_level += e["dur"]
-        self_us[e["name"]] += e["dur"]
-        total_us[e["name"]] += e["dur"]
-        calls[e["name"]] += 1
+        name = key(e, a.shapes)
+        self_us[name] += e["dur"]
+        total_us[name] += e["dur"]
+        calls[name] += 1
+        if a.shapes:
+            flops[name] = product_flops(e["name"], e.get("args", {}).get("Input Dims", []))
         if e["name"] == a.op:
             callers[" < ".join(s["name"] for s in stack[:3]) or "(called by remora)"] += e["dur"]
     ms = lambda us: us / 1000 / count  # noqa: E731
@@ -86,9 +108,10 @@ def main():
         for chain, us in callers.most_common(a.top):
             print(f"{ms(us):8.1f} ms  {chain}")
         return
-    print(f"{'self ms':>8} {'incl ms':>8} {'calls':>7}  op (per {unit})")
+    print(f"{'self ms':>8} {'incl ms':>8} {'calls':>7}  op (per {unit})" + (", GFLOP/s of products" if a.shapes else ""))
     for name, us in self_us.most_common(a.top):
-        print(f"{ms(us):8.1f} {ms(total_us[name]):8.1f} {calls[name] / count:7.1f}  {name}")
+        rate = f"  {flops[name] * calls[name] / us / 1e3:.0f} GFLOP/s" if flops.get(name) and us > 0 else ""
+        print(f"{ms(us):8.1f} {ms(total_us[name]):8.1f} {calls[name] / count:7.1f}  {name}{rate}")
 
 
 if __name__ == "__main__":

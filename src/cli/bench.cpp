@@ -1,7 +1,6 @@
 // `remora bench`: the machine's GEMM throughput, then a model's prefill and decode speed, or a
 // recipe's training throughput, against it.
 #include <ATen/ATen.h>
-#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <chrono>
 #include <functional>
@@ -21,6 +20,7 @@
 
 #include "cli/allocator.h"
 #include "cli/common.h"
+#include "cli/profile_trace.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/resources.h"
@@ -74,15 +74,6 @@ double forward_flops_per_token(const ModelConfig& c, int64_t context) {
   const double per_layer = 2 * (d * q + 2 * d * kv + q * d + 3 * d * c.intermediate_size) +
                            2 * 2 * q * context;
   return c.num_layers * per_layer + 2 * d * c.vocab_size;
-}
-
-// Runs `timed`; with REMORA_PROFILE=trace.json set, records every op it runs into that file
-// (chrome://tracing format). The decode loop and the training run are what it wraps.
-void profiled(const std::function<void()>& timed) {
-  const char* profile = std::getenv("REMORA_PROFILE");
-  std::unique_ptr<torch::autograd::profiler::RecordProfile> recorder;
-  if (profile) recorder = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(profile));
-  timed();
 }
 
 // Prefill and decode of a model, against `reference` FLOP/s.

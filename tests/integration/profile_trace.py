@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """`remora bench --recipe` with REMORA_PROFILE, and bench/profile_ops.py on what it writes: a hand-made trace
-whose sums are known (steady-state window, self time, a stall left out of its callers), then the trace of
+whose sums are known (steady-state window, self time, a stall left out of its callers, rows per shape), then the trace of
 a toy ReMix run (four timed steps: three steps from the 4th backward of the loss to the last, the GEMMs and
 the loss found)."""
 import json
@@ -16,8 +16,9 @@ TOOL = os.path.join(ROOT, "bench", "profile_ops.py")
 LOSS_BACKWARD = "autograd::engine::evaluate_function: torch::autograd::CppNode<remora::TokenCrossEntropy>"  # as LibTorch names it, less the namespace
 
 
-def event(name, ts, dur):
-    return {"name": name, "ph": "X", "ts": ts, "dur": dur, "tid": 1, "pid": "CPU Functions", "args": {}}
+def event(name, ts, dur, dims=None):
+    args = {"Input Dims": dims} if dims else {}
+    return {"name": name, "ph": "X", "ts": ts, "dur": dur, "tid": 1, "pid": "CPU Functions", "args": args}
 
 
 def table(output):
@@ -37,8 +38,10 @@ def main():
     # four GEMMs (200 + 3 x 10 µs); `stalled` (1100 µs) calls one of 1000 µs, over 20x the GEMMs' median
     # (10 µs) + 200: left out, and out of `stalled`'s figures too. Before the window: ignored.
     events = [event(LOSS_BACKWARD, 1000 * i, 10) for i in range(5)]
-    events += [event("outer", 3100, 500), event("aten::mm", 3150, 200)]
-    events += [event("aten::mm", 3300 + 20 * i, 10) for i in range(3)]
+    # The first GEMM is [85, 100] x [100, 100] (1.7e6 FLOPs in the 170 µs of its own), the three inside
+    # it [50, 40] x [40, 30].
+    events += [event("outer", 3100, 500), event("aten::mm", 3150, 200, [[85, 100], [100, 100]])]
+    events += [event("aten::mm", 3300 + 20 * i, 10, [[50, 40], [40, 30]]) for i in range(3)]
     events += [event("stalled", 3750, 1100), event("aten::mm", 3760, 1000), event("aten::mm", 500, 90000)]
     trace = os.path.join(args.work, "made.json")
     with open(trace, "w") as f:
@@ -54,6 +57,11 @@ def main():
     check("stalled: 100 µs left", rows.get("stalled") == (0.1, 0.1, 1.0), rows.get("stalled"))
     callers = run([sys.executable, TOOL, trace, "--op", "aten::mm"])
     check("--op lists the callers", "0.2 ms  outer" in callers, callers)
+    by_shape = [line.strip() for line in run([sys.executable, TOOL, trace, "--shapes"]).splitlines()]
+    check("--shapes: 1.7e6 FLOPs in 170 µs are 10 GFLOP/s",
+          "0.2      0.2     1.0  aten::mm [85,100] [100,100]  10 GFLOP/s" in by_shape, by_shape)
+    check("--shapes: 3 x 120000 FLOPs in 30 µs are 12 GFLOP/s",
+          "0.0      0.0     3.0  aten::mm [50,40] [40,30]  12 GFLOP/s" in by_shape, by_shape)
 
     # A real trace: a toy model, four timed steps of ReMix after bench's three warm-up steps.
     remora = args.remora
@@ -77,6 +85,14 @@ def main():
         check("GEMMs in every step", rows.get("aten::mm", (0, 0, 0))[2] > 0, rows.get("aten::mm"))
         loss = [row for name, row in rows.items() if name.startswith("autograd::engine") and "TokenCrossEntropy" in name]
         check("the loss's backward once a step", [row[2] for row in loss] == [1.0], loss)
+        with open(trace) as f:
+            gemms = [e for e in json.load(f) if e["name"] == "aten::mm"]
+        dims = [e["args"].get("Input Dims", []) for e in gemms]
+        check("every GEMM has its two input shapes, [m, k] x [k, n]",
+              gemms and all(len(d) == 2 and len(d[0]) == 2 and d[0][1] == d[1][0] for d in dims), dims[:3])
+        by_shape = run([sys.executable, TOOL, trace, "--shapes", "--top", "500"]).splitlines()
+        check("--shapes gives GEMMs a row per shape with a rate",
+              any(" aten::mm [" in line and line.endswith(" GFLOP/s") for line in by_shape), by_shape[:10])
     return check.finish()
 
 
