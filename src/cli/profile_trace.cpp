@@ -3,21 +3,21 @@
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
-
-#include "core/error.h"
 
 namespace remora {
 namespace {
 
 namespace profiler = torch::autograd::profiler;
 
-// One complete event per op from the profiler's push and pop records, matched by their handle (a pop
-// can land in another thread's list). Times in µs from the profiler's start.
+// One complete event per op from the profiler's push and pop records, matched by their handle as
+// LibTorch's own writer matches them. Times in µs from the profiler's start mark.
 nlohmann::json trace_events(const profiler::thread_event_lists& lists) {
   const profiler::LegacyEvent* start = nullptr;
   std::unordered_map<uint64_t, const profiler::LegacyEvent*> open;
@@ -58,6 +58,7 @@ class ShapeProfile {
     const nlohmann::json events = trace_events(profiler::disableProfilerLegacy());
     std::ofstream out(path_);
     out << events.dump() << "\n";
+    if (!out.flush()) std::cerr << "remora: warning: could not write the REMORA_PROFILE trace " << path_ << "\n";
   }
   ShapeProfile(const ShapeProfile&) = delete;
   ShapeProfile& operator=(const ShapeProfile&) = delete;
