@@ -79,27 +79,28 @@ def main():
     events, count, unit = load(a.trace)
     stalled = stalls(events)
     self_us, total_us, calls = collections.Counter(), collections.Counter(), collections.Counter()
-    callers, flops = collections.Counter(), {}
+    callers = collections.Counter()
+    row = {id(e): key(e, a.shapes) for e in events}  # what each event is summed under
+    flops = {row[id(e)]: product_flops(e["name"], e.get("args", {}).get("Input Dims", []))
+             for e in events} if a.shapes else {}
     top_level = stalled_us = 0.0
     for e, stack in walk(events):
         if any(id(s) in stalled for s in stack):
             continue  # inside a stall: counted with it
         if stack:
-            self_us[key(stack[0], a.shapes)] -= e["dur"]
+            self_us[row[id(stack[0])]] -= e["dur"]
         if id(e) in stalled:  # out of its callers' figures too
             stalled_us += e["dur"]
             for s in stack:
-                total_us[key(s, a.shapes)] -= e["dur"]
+                total_us[row[id(s)]] -= e["dur"]
             top_level -= e["dur"] if stack else 0
             continue
         if not stack:
             top_level += e["dur"]
-        name = key(e, a.shapes)
+        name = row[id(e)]
         self_us[name] += e["dur"]
         total_us[name] += e["dur"]
         calls[name] += 1
-        if a.shapes:
-            flops[name] = product_flops(e["name"], e.get("args", {}).get("Input Dims", []))
         if e["name"] == a.op:
             callers[" < ".join(s["name"] for s in stack[:3]) or "(called by remora)"] += e["dur"]
     ms = lambda us: us / 1000 / count  # noqa: E731

@@ -19,26 +19,29 @@ namespace profiler = torch::autograd::profiler;
 // One complete event per op from the profiler's push and pop records, matched by their handle as
 // LibTorch's own writer matches them. Times in µs from the profiler's start mark.
 nlohmann::json trace_events(const profiler::thread_event_lists& lists) {
+  using profiler::EventKind;
   const profiler::LegacyEvent* start = nullptr;
   std::unordered_map<uint64_t, const profiler::LegacyEvent*> open;
   nlohmann::json events = nlohmann::json::array();
   for (const auto& list : lists) {
     for (const auto& e : list) {
-      if (!start && e.kindStr() == "mark" && std::string(e.name()) == "__start_profile") start = &e;
+      if (!start && e.kind() == EventKind::Mark && std::string(e.name()) == "__start_profile") start = &e;
     }
   }
+  if (!start) return events;
   for (const auto& list : lists) {
     for (const auto& e : list) {
-      if (e.kindStr() == "push") {
+      if (e.kind() == EventKind::PushRange) {
         open[e.handle()] = &e;
-      } else if (e.kindStr() == "pop" && start) {
+      } else if (e.kind() == EventKind::PopRange) {
         const auto found = open.find(e.handle());
         if (found == open.end()) continue;
         const profiler::LegacyEvent& begin = *found->second;
         nlohmann::json event = {{"name", begin.name()}, {"ph", "X"}, {"ts", start->cpuElapsedUs(begin)},
                                 {"dur", begin.cpuElapsedUs(e)}, {"tid", begin.threadId()},
                                 {"pid", "CPU Functions"}, {"args", nlohmann::json::object()}};
-        if (!begin.shapes().empty()) event["args"]["Input Dims"] = begin.shapes();
+        auto shapes = begin.shapes();
+        if (!shapes.empty()) event["args"]["Input Dims"] = std::move(shapes);
         events.push_back(std::move(event));
         open.erase(found);
       }
